@@ -1,0 +1,151 @@
+"""``DurableContext``: what a workflow receives and calls."""
+
+from __future__ import annotations
+
+import hashlib
+import random as _random
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from durable.log import ReplayAwareLogger
+from durable.replay import operation_id
+from durable.step import StepOp
+from durable.types import Duration, RetryPolicy, StepSemantics, to_seconds
+from durable.wait import WaitOp
+
+if TYPE_CHECKING:
+    from durable.invocation import Invocation
+
+__all__ = ["DurableContext"]
+
+T = TypeVar("T")
+
+
+class DurableContext:
+    """The handle a workflow uses for every durable operation.
+
+    Primitives (``step``, ``wait``, ...) return awaitables and must be awaited; ``now``,
+    ``random``, ``uuid4``, ``logger``, ``execution_id`` and ``is_replaying`` are plain calls
+    and attributes that give the same values on every replay.
+
+    Example::
+
+        @engine.workflow
+        async def greet(ctx: DurableContext, name: str) -> str:
+            text = await ctx.step(make_greeting, name)
+            await ctx.wait(timedelta(hours=1), name="pause")
+            return text
+    """
+
+    __slots__ = ("_counter", "_inv", "_logger", "_rng", "_time", "context_id")
+
+    def __init__(
+        self, inv: Invocation, context_id: str | None, *, start_time: float, seed: int
+    ) -> None:
+        self._inv = inv
+        self.context_id = context_id
+        """The operation id of this context (``None`` for the workflow itself)."""
+        self._counter = 0
+        self._time = start_time
+        key = f"{seed}:{context_id or ''}".encode()
+        self._rng = _random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest()))
+        self._logger: ReplayAwareLogger | None = None
+
+    def _next_operation_id(self) -> tuple[int, str]:
+        self._counter += 1
+        return self._counter, operation_id(self.context_id, self._counter)
+
+    @property
+    def execution_id(self) -> str:
+        """The id of the execution this workflow runs as."""
+        return self._inv.execution_id
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the code is re-running a part the history already recorded."""
+        record = self._inv.state.ops.get(operation_id(self.context_id, self._counter + 1))
+        return record is not None and record.recorded
+
+    @property
+    def logger(self) -> ReplayAwareLogger:
+        """A structlog logger bound to the execution (and context); silent while replaying."""
+        if self._logger is None:
+            bound = self._inv.logger.bind(execution_id=self.execution_id)
+            if self.context_id is not None:
+                bound = bound.bind(context_id=self.context_id)
+            self._logger = ReplayAwareLogger(bound, lambda: self.is_replaying)
+        return self._logger
+
+    def now(self) -> datetime:
+        """The time the workflow reached this point, the same on every replay (UTC).
+
+        It is the timestamp of the last operation outcome this context received (or of
+        the execution's start), so two calls with no durable operation between them agree.
+        """
+        return datetime.fromtimestamp(self._time, tz=UTC)
+
+    def random(self) -> float:
+        """A float in [0, 1) from a per-execution seed: the same sequence on every replay."""
+        return self._rng.random()
+
+    def uuid4(self) -> uuid.UUID:
+        """A version-4 UUID from the same seeded generator as :meth:`random`."""
+        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+    @overload
+    def step(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        *args: Any,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        semantics: StepSemantics = StepSemantics.AT_LEAST_ONCE_PER_RETRY,
+        timeout: Duration | None = None,
+    ) -> StepOp[T]: ...
+
+    @overload
+    def step(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        semantics: StepSemantics = StepSemantics.AT_LEAST_ONCE_PER_RETRY,
+        timeout: Duration | None = None,
+    ) -> StepOp[T]: ...
+
+    def step(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        semantics: StepSemantics = StepSemantics.AT_LEAST_ONCE_PER_RETRY,
+        timeout: Duration | None = None,
+    ) -> StepOp[Any]:
+        """Run ``fn(*args)`` once and checkpoint its result; on replay return the record.
+
+        Args:
+            fn: a sync function (run in a worker thread) or an async function.
+            name: recorded name; defaults to ``fn.__name__`` (none for a lambda).
+            retry: the retry policy; ``RetryPolicy.default()`` when ``None``.
+            semantics: what a crash mid-attempt means (see :class:`StepSemantics`).
+            timeout: bound on one attempt (``StepTimeoutError``, then the policy decides).
+
+        Raises (when awaited):
+            StepError: the last attempt failed; carries the original type and message.
+        """
+        if not callable(fn):
+            raise TypeError(f"ctx.step needs a function to run, got {fn!r}")
+        seconds = None if timeout is None else to_seconds(timeout, what="step timeout")
+        return StepOp(self, fn, args, name=name, retry=retry, semantics=semantics, timeout=seconds)
+
+    def wait(self, duration: Duration, *, name: str | None = None) -> WaitOp:
+        """Suspend the workflow for ``duration`` (a timedelta or seconds > 0), durably.
+
+        Nothing stays in memory while it waits; the engine resumes it when due, also after
+        a restart.
+        """
+        return WaitOp(self, to_seconds(duration, what="wait duration"), name)

@@ -1,0 +1,407 @@
+"""``Engine``: the registry, the store, the clock and the worker loop of one process."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import anyio
+import anyio.abc
+
+from durable.clock import Clock, SystemClock
+from durable.errors import (
+    DurableError,
+    ExecutionAlreadyExistsError,
+    ExecutionFailedError,
+    ExecutionNotFoundError,
+    WorkflowNotFoundError,
+)
+from durable.events import Event, EventType, HistoryEvent, decode_events, encode_event
+from durable.handle import ExecutionHandle
+from durable.invocation import Runtime
+from durable.log import get_logger
+from durable.serde import DEFAULT_MAX_PAYLOAD, Serde
+from durable.stores import open_store
+from durable.stores.base import ExecutionRow, Lease, ListQuery, Store
+from durable.types import Duration, ErrorInfo, Execution, ExecutionStatus, to_seconds
+from durable.worker import Worker, make_owner_id
+from durable.workflow import Workflow, WorkflowFn
+
+__all__ = ["Engine"]
+
+T = TypeVar("T")
+
+
+class Engine:
+    """An embedded durable-execution engine.
+
+    Args:
+        url: where executions are stored: a file path, ``sqlite:///path.db``, or
+            ``:memory:`` (an in-memory store, gone with the process).
+        worker: run the worker loop in this process (``False``: a client-only engine that
+            starts executions and reads results while other processes run them).
+        clock: the time source (a :class:`~durable.clock.VirtualClock` in tests).
+        store: a ready :class:`~durable.stores.base.Store` instead of ``url``.
+        max_payload: largest encoded value (input, result, step result), in bytes.
+        lease_time: seconds a worker's claim on a running execution lasts without renewal;
+            a crashed worker's executions are taken over after at most this long.
+        concurrency: invocations this worker runs at once.
+        poll_interval: wall-clock seconds between looks at the store for work that other
+            processes added.
+
+    Example::
+
+        engine = Engine("orders.db")
+
+        @engine.workflow
+        async def place_order(ctx: DurableContext, order: dict) -> dict: ...
+
+        async with engine:
+            result = await engine.run(place_order, {"id": "o-1"}, execution_id="o-1")
+    """
+
+    def __init__(
+        self,
+        url: str = "durable.db",
+        *,
+        worker: bool = True,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        lease_time: Duration = 10.0,
+        concurrency: int = 100,
+        poll_interval: Duration = 0.2,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+        self.url = url
+        self.store: Store = store if store is not None else open_store(url)
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.serde = Serde(max_payload)
+        self.is_worker = worker
+        self.owner = make_owner_id()
+        self.logger = get_logger("durable", engine=self.owner)
+        self._workflows: dict[str, Workflow[Any]] = {}
+        self._finished: dict[str, anyio.Event] = {}
+        self._runtime = Runtime(
+            store=self.store,
+            serde=self.serde,
+            clock=self.clock,
+            owner=self.owner,
+            lease_time=to_seconds(lease_time, what="lease_time"),
+            logger=self.logger,
+            workflows=self._workflows,
+            on_finished=self._on_finished,
+        )
+        self._poll = to_seconds(poll_interval, what="poll_interval")
+        self.worker = Worker(self._runtime, concurrency=concurrency, poll_interval=self._poll)
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    # -- registration ------------------------------------------------------------------
+
+    @overload
+    def workflow(self, fn: WorkflowFn[T], /) -> Workflow[T]: ...
+
+    @overload
+    def workflow(
+        self,
+        *,
+        name: str | None = None,
+        timeout: Duration | None = None,
+        retention: Duration | None = None,
+        version: str = "$LATEST",
+    ) -> Callable[[WorkflowFn[T]], Workflow[T]]: ...
+
+    def workflow(  # type: ignore[misc]  # mypy cannot match the bare/parametrized overloads
+        self,
+        fn: WorkflowFn[T] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: Duration | None = None,
+        retention: Duration | None = None,
+        version: str = "$LATEST",
+    ) -> Workflow[T] | Callable[[WorkflowFn[T]], Workflow[T]]:
+        """Register an ``async def (ctx, input)`` as a workflow (bare or with options).
+
+        Args:
+            name: registered name; ``fn.__name__`` by default.
+            timeout: an execution still running this long after its start times out.
+            retention: how long a finished execution is kept.
+            version: recorded as the executed version of chained invokes.
+        """
+
+        def register(f: WorkflowFn[T]) -> Workflow[T]:
+            wf = Workflow(f, name=name, timeout=timeout, retention=retention, version=version)
+            existing = self._workflows.get(wf.name)
+            if existing is not None and existing.fn is not f:
+                raise ValueError(f"a workflow named {wf.name!r} is already registered")
+            self._workflows[wf.name] = wf
+            return wf
+
+        return register(fn) if fn is not None else register
+
+    @property
+    def workflows(self) -> dict[str, Workflow[Any]]:
+        """The registered workflows by name (a copy)."""
+        return dict(self._workflows)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        if self._stack is not None:
+            raise RuntimeError("this engine is already running")
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self.store.open()
+            stack.push_async_callback(self.store.close)
+            if self.is_worker:
+                tg = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(tg.cancel_scope.cancel)
+                await tg.start(self.worker.serve)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    def _require_open(self) -> None:
+        if self._stack is None:
+            raise RuntimeError("use the engine inside 'async with engine:' first")
+
+    # -- starting ----------------------------------------------------------------------
+
+    def _resolve(self, workflow: Workflow[Any] | str) -> tuple[str, Workflow[Any] | None]:
+        name = workflow if isinstance(workflow, str) else workflow.name
+        registered = self._workflows.get(name)
+        if registered is None and self.is_worker:
+            known = ", ".join(sorted(self._workflows)) or "none"
+            raise WorkflowNotFoundError(
+                f"no workflow named {name!r} is registered on this engine (registered: {known})"
+            )
+        return name, registered
+
+    @overload
+    async def start(
+        self, workflow: Workflow[T], input: Any = None, *, execution_id: str | None = None
+    ) -> ExecutionHandle[T]: ...
+
+    @overload
+    async def start(
+        self, workflow: str, input: Any = None, *, execution_id: str | None = None
+    ) -> ExecutionHandle[Any]: ...
+
+    async def start(
+        self,
+        workflow: Workflow[Any] | str,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+    ) -> ExecutionHandle[Any]:
+        """Start an execution (idempotent on ``execution_id``).
+
+        Starting an existing id with the same workflow and input returns a handle to that
+        execution, whatever its status.
+
+        Raises:
+            WorkflowNotFoundError: the workflow is not registered (worker engines).
+            ExecutionAlreadyExistsError: the id exists with another workflow or input.
+            SerializationError, PayloadTooLargeError: the input cannot be stored.
+        """
+        self._require_open()
+        name, wf = self._resolve(workflow)
+        execution_id = execution_id or uuid.uuid4().hex
+        data = self.serde.encode(input, what=f"input of workflow {name!r}")
+        now = self.clock.now()
+        row = ExecutionRow(
+            execution_id=execution_id,
+            workflow=name,
+            status=ExecutionStatus.RUNNING.value,
+            input=data,
+            created_at=now,
+            updated_at=now,
+            seed=secrets.randbits(63),
+            wake_at=now,
+            deadline=now + wf.timeout if wf is not None and wf.timeout else None,
+            retention=wf.retention if wf is not None else None,
+        )
+        run_here = wf is not None and self.is_worker and self.worker.has_capacity
+        if run_here:
+            row.lease_owner = self.owner
+            row.lease_epoch = 1
+            row.lease_expires = row.wake_at = now + self._runtime.lease_time
+        events = [
+            encode_event(
+                Event(t=EventType.EXECUTION_STARTED, ts=now, id=execution_id, name=name, input=data)
+            )
+        ]
+        stored, created = await self.store.create_execution(row, events)
+        if not created:
+            self._check_duplicate(stored, name, data)
+        elif run_here:
+            self.worker.run_now(Lease(execution_id, self.owner, 1), stored, events)
+        elif self.is_worker:
+            self.worker.nudge()
+        return ExecutionHandle(self, execution_id)
+
+    @staticmethod
+    def _check_duplicate(stored: ExecutionRow, name: str, data: bytes) -> None:
+        if stored.workflow != name:
+            raise ExecutionAlreadyExistsError(
+                f"execution {stored.execution_id!r} already exists for workflow "
+                f"{stored.workflow!r}, not {name!r}"
+            )
+        if stored.input != data:
+            raise ExecutionAlreadyExistsError(
+                f"execution {stored.execution_id!r} already exists with a different input"
+            )
+
+    async def run(
+        self,
+        workflow: Workflow[T] | str,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        timeout: float | None = None,
+    ) -> T:
+        """Start an execution and wait for its result (see :meth:`start`)."""
+        handle = await self.start(workflow, input, execution_id=execution_id)
+        result: T = await handle.result(timeout=timeout)
+        return result
+
+    def handle(self, execution_id: str) -> ExecutionHandle[Any]:
+        """A handle to an existing execution (not checked until used)."""
+        return ExecutionHandle(self, execution_id)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def get(self, execution_id: str) -> Execution[Any]:
+        """The execution's current state.
+
+        Raises:
+            ExecutionNotFoundError: no execution has this id.
+        """
+        self._require_open()
+        row = await self.store.get_execution(execution_id)
+        if row is None:
+            raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
+        return self._to_execution(row)
+
+    async def list(
+        self,
+        *,
+        status: ExecutionStatus | str | None = None,
+        workflow: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Execution[Any]]:
+        """Executions, newest first, optionally filtered by status, workflow or parent."""
+        self._require_open()
+        query = ListQuery(
+            status=None if status is None else ExecutionStatus(status).value,
+            workflow=workflow,
+            parent_id=parent_id,
+            limit=limit,
+            offset=offset,
+        )
+        return [self._to_execution(row) for row in await self.store.list_executions(query)]
+
+    async def history(self, execution_id: str) -> builtins.list[HistoryEvent]:
+        """Every event of the execution, in order (``event_id`` from 1).
+
+        Raises:
+            ExecutionNotFoundError: no execution has this id.
+        """
+        self._require_open()
+        loaded = await self.store.load(execution_id)
+        if loaded is None:
+            raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
+        return [
+            HistoryEvent.from_event(i, event)
+            for i, event in enumerate(decode_events(loaded[1]), start=1)
+        ]
+
+    def _to_execution(self, row: ExecutionRow) -> Execution[Any]:
+        wf = self._workflows.get(row.workflow)
+        input_type = wf.input_type if wf is not None else Any
+        result_type = wf.result_type if wf is not None else Any
+
+        def moment(ts: float | None) -> datetime | None:
+            return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+
+        return Execution(
+            execution_id=row.execution_id,
+            workflow=row.workflow,
+            status=ExecutionStatus(row.status),
+            input=self._decode_lenient(row.input, input_type),
+            result=None if row.result is None else self._decode_lenient(row.result, result_type),
+            error=row.error,
+            created_at=datetime.fromtimestamp(row.created_at, tz=UTC),
+            updated_at=datetime.fromtimestamp(row.updated_at, tz=UTC),
+            ended_at=moment(row.ended_at),
+            parent_id=row.parent_id,
+        )
+
+    def _decode_lenient(self, data: bytes, type_: Any) -> Any:
+        try:
+            return self.serde.decode(data, type_)
+        except DurableError:  # stored before the annotation changed: show it untyped
+            return self.serde.decode(data)
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def _on_finished(self, execution_id: str) -> None:
+        event = self._finished.pop(execution_id, None)
+        if event is not None:
+            event.set()
+
+    async def _result(self, execution_id: str, timeout: float | None) -> Any:
+        self._require_open()
+        with anyio.fail_after(timeout):
+            while True:
+                row = await self.store.get_execution(execution_id)
+                if row is None:
+                    raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
+                status = ExecutionStatus(row.status)
+                if status is ExecutionStatus.SUCCEEDED:
+                    assert row.result is not None
+                    wf = self._workflows.get(row.workflow)
+                    return self._decode_lenient(row.result, wf.result_type if wf else Any)
+                if status.finished:
+                    error = row.error or ErrorInfo(type=status.value, message=status.value)
+                    raise ExecutionFailedError(error, status=status.value)
+                event = self._finished.setdefault(execution_id, anyio.Event())
+                with anyio.move_on_after(self._poll):
+                    await event.wait()
+
+    async def wait_idle(self) -> None:
+        """Return once this worker runs nothing and nothing is due now (for tests).
+
+        Only meaningful for a worker engine whose executions no other process holds.
+        """
+        self._require_open()
+        while True:
+            if not self.worker.active:
+                next_wake = await self.store.next_wake_at(self.owner)
+                if next_wake is None or next_wake > self.clock.now():
+                    return
+            self.worker.nudge()
+            await self.worker.idle.wait()

@@ -1,0 +1,401 @@
+"""The replay driver: one *invocation* of one execution.
+
+It runs the workflow coroutine from the top with ``send``/``throw``. Each primitive the
+workflow awaits arrives here as an :class:`~durable.operation.Operation`; when the history
+already holds its outcome the driver sends it straight back in a plain loop (replay, no
+asyncio involved); otherwise the operation turns into real work: a step attempt as a task,
+a timer as a wake-up time. When every live coroutine waits on something outside the
+process, the invocation ends: ``InvocationCompleted`` is recorded, the lease released with
+the next wake-up time, and the coroutines are closed (their ``finally`` blocks run, as in
+every replay engine). New events become durable before the workflow sees their outcome.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from durable.clock import Clock
+from durable.context import DurableContext
+from durable.errors import (
+    DurableError,
+    LeaseLostError,
+    NonDeterministicError,
+    NonDurableAwaitError,
+    SerializationError,
+    StoreError,
+)
+from durable.events import Event, EventType, decode_events, encode_event
+from durable.operation import Operation, Outcome, Raise, Value
+from durable.replay import OpRecord, ReplayState
+from durable.serde import Serde
+from durable.stores.base import Checkpoint, ExecutionRow, Finish, Lease, Store
+from durable.types import ErrorInfo, ExecutionStatus
+from durable.workflow import Workflow
+
+__all__ = ["Fiber", "Invocation", "Runtime"]
+
+UNKNOWN_WORKFLOW_RETRY = 30.0
+"""Seconds before an execution of a workflow this worker does not know is looked at again."""
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What an invocation needs from its engine (so the driver never imports the engine)."""
+
+    store: Store
+    serde: Serde
+    clock: Clock
+    owner: str
+    lease_time: float
+    logger: Any
+    workflows: Mapping[str, Workflow[Any]]
+    on_finished: Callable[[str], None]
+
+
+class Fiber:
+    """One coroutine the driver steps: the workflow itself or a child context."""
+
+    __slots__ = ("coro", "ctx", "outcome")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], ctx: DurableContext) -> None:
+        self.coro = coro
+        self.ctx = ctx
+        self.outcome: Outcome | None = None
+
+    @property
+    def done(self) -> bool:
+        """The coroutine returned or raised."""
+        return self.outcome is not None
+
+
+class Invocation:
+    """Drives one execution from the top until it suspends or finishes."""
+
+    def __init__(self, rt: Runtime, lease: Lease, row: ExecutionRow, events: list[bytes]) -> None:
+        self.rt = rt
+        self.lease = lease
+        self.row = row
+        self.execution_id = row.execution_id
+        self.serde: Serde = rt.serde
+        self.clock: Clock = rt.clock
+        self.logger = rt.logger
+        self.state = ReplayState.from_events(decode_events(events))
+        self.rng = random.Random()  # retry jitter: recorded, so it need not be replayable
+        self._next_seq = row.next_seq + 1
+        self._pending: list[Event] = []
+        self._ready: deque[tuple[Fiber, Outcome | None]] = deque()
+        self._blocked: dict[Fiber, tuple[Operation[Any], float | None]] = {}
+        self._fibers: list[Fiber] = []
+        self._running = 0
+        self._arrivals: deque[tuple[Fiber, Operation[Any], Any]] = deque()
+        self._arrived = anyio.Event()
+        self._launch: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._fatal: DurableError | None = None
+        self.ended = False
+        """Set once the invocation wrote its last checkpoint (or lost its lease)."""
+
+    # -- services for primitives -------------------------------------------------------
+
+    def now(self) -> float:
+        """The engine clock."""
+        return self.clock.now()
+
+    def record(self, event: Event) -> OpRecord | None:
+        """Append a new event (durable at the next flush) and fold it into the state."""
+        self._pending.append(event)
+        return self.state.apply(event)
+
+    def block(self, fiber: Fiber, op: Operation[Any], wake_at: float | None) -> None:
+        """``fiber`` waits on ``op``; re-decide it at ``wake_at`` (``None``: outside event)."""
+        self._blocked[fiber] = (op, wake_at)
+
+    def start_task(
+        self,
+        fiber: Fiber,
+        op: Operation[Any],
+        work: Coroutine[Any, Any, Any],
+        *,
+        durable_first: bool = False,
+    ) -> None:
+        """Run ``work`` in the background; its result comes back through ``op.on_arrival``.
+
+        With ``durable_first`` the events recorded so far are committed before it starts.
+        """
+
+        async def run() -> None:
+            try:
+                payload = await work
+            finally:
+                self._running -= 1
+            self._arrivals.append((fiber, op, payload))
+            self._arrived.set()
+
+        self._running += 1
+        if durable_first:
+            self._launch.append(run)
+        else:
+            assert self._tg is not None
+            self._tg.start_soon(run)
+
+    # -- driving -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the invocation to its end; never raises for workflow errors."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._drive()
+                tg.cancel_scope.cancel()
+        except LeaseLostError:
+            self.ended = True
+            self.logger.warning(
+                "lease lost; another worker owns the execution now", execution_id=self.execution_id
+            )
+        except StoreError as exc:
+            self.logger.error(
+                "store refused a checkpoint; the execution will be retried",
+                execution_id=self.execution_id,
+                error=str(exc),
+            )
+        finally:
+            self._close_fibers()
+
+    async def _drive(self) -> None:
+        if self.lease.taken_over:
+            self.record(
+                Event(
+                    t=EventType.INVOCATION_COMPLETED,
+                    ts=self.now(),
+                    error=ErrorInfo(
+                        type="Runtime.ExitError",
+                        message="the worker running this execution exited mid-invocation",
+                    ),
+                )
+            )
+        if self.state.finished is not None:  # finished by someone else meanwhile
+            await self._flush(release=True, wake_at=None)
+            return
+        workflow = self.rt.workflows.get(self.row.workflow)
+        if workflow is None:
+            self.logger.error(
+                "no workflow registered under this name on this worker",
+                execution_id=self.execution_id,
+                workflow=self.row.workflow,
+            )
+            await self._flush(release=True, wake_at=self.now() + UNKNOWN_WORKFLOW_RETRY)
+            return
+        if self.row.deadline is not None and self.now() >= self.row.deadline:
+            await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error(workflow))
+            return
+        root = self._root_fiber(workflow)
+        if root is None:
+            return
+        await self._loop(root)
+
+    def _root_fiber(self, workflow: Workflow[Any]) -> Fiber | None:
+        ctx = DurableContext(self, None, start_time=self.state.started_ts, seed=self.row.seed)
+        try:
+            value = self.serde.decode(
+                self.row.input, workflow.input_type, what=f"input of workflow {workflow.name!r}"
+            )
+        except SerializationError as exc:
+            self._fatal = exc
+            value = None
+        fiber = Fiber(workflow(ctx, value), ctx)
+        self._fibers.append(fiber)
+        self._ready.append((fiber, None))
+        return fiber
+
+    async def _loop(self, root: Fiber) -> None:
+        workflow = self.rt.workflows[self.row.workflow]
+        while True:
+            self._step_ready()
+            if self._fatal is not None:
+                await self._end(ExecutionStatus.FAILED, None, ErrorInfo.from_exception(self._fatal))
+                return
+            if root.outcome is not None:
+                await self._complete(workflow, root.outcome)
+                return
+            if self._launch:
+                await self._flush()
+                launch, self._launch = self._launch, []
+                assert self._tg is not None
+                for run in launch:
+                    self._tg.start_soon(run)
+            if self._running == 0 and not self._arrivals:
+                self.record(Event(t=EventType.INVOCATION_COMPLETED, ts=self.now()))
+                await self._flush(release=True, wake_at=self._next_wake())
+                return
+            if not self._arrivals:
+                self._arrived = anyio.Event()
+                await self.clock.wait(self._arrived, self._next_wake())
+            self._collect()
+
+    def _collect(self) -> None:
+        """Turn finished work and due timers into outcomes, durably, then queue them."""
+        outcomes: list[tuple[Fiber, Outcome]] = []
+        while self._arrivals:
+            fiber, op, payload = self._arrivals.popleft()
+            outcome = self._guard(fiber, functools.partial(op.on_arrival, self, fiber, payload))
+            if outcome is not None:
+                outcomes.append((fiber, outcome))
+        now = self.now()
+        for fiber, (op, wake_at) in list(self._blocked.items()):
+            if wake_at is not None and wake_at <= now:
+                del self._blocked[fiber]
+                outcome = self._guard(fiber, functools.partial(op.resolve, self, fiber))
+                if outcome is not None:
+                    outcomes.append((fiber, outcome))
+        self._ready.extend(outcomes)
+
+    def _guard(self, fiber: Fiber, decide: Callable[[], Outcome | None]) -> Outcome | None:
+        try:
+            return decide()
+        except NonDeterministicError as exc:
+            self._fatal = exc
+            return None
+        except DurableError as exc:
+            return Raise(exc, self.now())
+
+    def _next_wake(self) -> float | None:
+        times = [t for _, t in self._blocked.values() if t is not None]
+        if self.row.deadline is not None:
+            times.append(self.row.deadline)
+        return min(times) if times else None
+
+    def _step_ready(self) -> None:
+        """Advance every ready fiber until it blocks or ends: replay happens here."""
+        while self._ready and self._fatal is None:
+            fiber, outcome = self._ready.popleft()
+            self._advance(fiber, outcome)
+
+    def _advance(self, fiber: Fiber, outcome: Outcome | None) -> None:
+        coro = fiber.coro
+        while True:
+            try:
+                if outcome is None:
+                    yielded = coro.send(None)
+                else:
+                    fiber.ctx._time = outcome.ts
+                    if isinstance(outcome, Value):
+                        yielded = coro.send(outcome.value)
+                    else:
+                        yielded = coro.throw(outcome.error)
+            except StopIteration as stop:
+                fiber.outcome = Value(stop.value, self.now())
+                return
+            except Exception as exc:
+                fiber.outcome = Raise(exc, self.now())
+                return
+            if not isinstance(yielded, Operation):
+                self._fatal = NonDurableAwaitError(
+                    f"workflow {self.row.workflow!r} awaited {_describe_awaited(yielded)}, "
+                    "which is not a durable operation. Workflows may only await ctx "
+                    "primitives; wrap I/O, sleeps and other awaits in ctx.step(...) or use "
+                    "ctx.wait(...) for delays."
+                )
+                return
+            if yielded.ctx is not fiber.ctx:
+                self._fatal = NonDurableAwaitError(
+                    f"{yielded.position} was created on a different DurableContext than the "
+                    "one running it; inside a child context use the ctx it receives."
+                )
+                return
+            outcome = self._guard(fiber, functools.partial(yielded.resolve, self, fiber))
+            if outcome is None:
+                return
+
+    # -- ending ------------------------------------------------------------------------
+
+    async def _complete(self, workflow: Workflow[Any], outcome: Outcome) -> None:
+        if isinstance(outcome, Raise):
+            await self._end(ExecutionStatus.FAILED, None, ErrorInfo.from_exception(outcome.error))
+            return
+        try:
+            data = self.serde.encode(outcome.value, what=f"result of workflow {workflow.name!r}")
+        except SerializationError as exc:
+            await self._end(ExecutionStatus.FAILED, None, ErrorInfo.from_exception(exc))
+            return
+        await self._end(ExecutionStatus.SUCCEEDED, data, None)
+
+    def _timeout_error(self, workflow: Workflow[Any]) -> ErrorInfo:
+        return ErrorInfo(
+            type="Execution.TimedOut",
+            message=f"execution exceeded the {workflow.timeout:g} s timeout of workflow "
+            f"{workflow.name!r}",
+        )
+
+    async def _end(
+        self, status: ExecutionStatus, result: bytes | None, error: ErrorInfo | None
+    ) -> None:
+        now = self.now()
+        self.record(Event(t=EventType.INVOCATION_COMPLETED, ts=now))
+        event_type = {
+            ExecutionStatus.SUCCEEDED: EventType.EXECUTION_SUCCEEDED,
+            ExecutionStatus.FAILED: EventType.EXECUTION_FAILED,
+            ExecutionStatus.TIMED_OUT: EventType.EXECUTION_TIMED_OUT,
+            ExecutionStatus.STOPPED: EventType.EXECUTION_STOPPED,
+        }[status]
+        self.record(Event(t=event_type, ts=now, result=result, error=error))
+        await self._flush(finish=Finish(status=status.value, result=result, error=error))
+        self.rt.on_finished(self.execution_id)
+
+    async def _flush(
+        self, *, release: bool = False, wake_at: float | None = None, finish: Finish | None = None
+    ) -> None:
+        if not self._pending and not release and finish is None:
+            return
+        events = [encode_event(event) for event in self._pending]
+        checkpoint = Checkpoint(
+            lease=self.lease,
+            first_seq=self._next_seq,
+            events=events,
+            now=self.now(),
+            release=release,
+            wake_at=wake_at,
+            finish=finish,
+        )
+        await self.rt.store.commit(checkpoint)
+        self._next_seq += len(events)
+        self._pending.clear()
+        if release or finish is not None:
+            self.ended = True
+
+    async def release(self) -> None:
+        """Give the execution back after a shutdown cut this invocation short."""
+        self.record(
+            Event(
+                t=EventType.INVOCATION_COMPLETED,
+                ts=self.now(),
+                error=ErrorInfo(type="Runtime.Shutdown", message="the worker shut down"),
+            )
+        )
+        await self._flush(release=True, wake_at=self.now())
+
+    def _close_fibers(self) -> None:
+        for fiber in self._fibers:
+            if fiber.done:
+                continue
+            try:
+                fiber.coro.close()
+            except RuntimeError as exc:  # awaited a durable call in a finally block
+                self.logger.warning(
+                    "workflow coroutine did not close cleanly",
+                    execution_id=self.execution_id,
+                    error=str(exc),
+                )
+
+
+def _describe_awaited(obj: object) -> str:
+    if obj is None:
+        return "a bare yield (e.g. asyncio.sleep(0))"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__}"

@@ -1,0 +1,92 @@
+"""The awaitable every durable primitive returns, and how it talks to the driver.
+
+Awaiting an :class:`Operation` yields the operation itself to whoever drives the workflow
+coroutine (``send``/``throw``); the driver answers with the outcome. The operation id is
+fixed when the primitive is *called*, not when it completes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from durable.replay import OpRecord, check_determinism
+
+if TYPE_CHECKING:
+    from durable.context import DurableContext
+    from durable.invocation import Fiber, Invocation
+
+__all__ = ["Operation", "Outcome", "Raise", "Value"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """Resume the workflow with this value."""
+
+    value: Any
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Raise:
+    """Resume the workflow by raising this error."""
+
+    error: BaseException
+    ts: float
+
+
+Outcome = Value | Raise
+
+
+class Operation(ABC, Generic[T]):
+    """Base of every durable primitive's awaitable.
+
+    Subclasses set ``kind``/``sub_type`` and implement :meth:`resolve` (what to do when the
+    workflow awaits it, or when something it waits on changes) and, when they run work in
+    the background, :meth:`on_arrival`.
+    """
+
+    kind: ClassVar[str] = ""
+    sub_type: ClassVar[str | None] = None
+    __slots__ = ("counter", "ctx", "name", "op_id")
+
+    def __init__(self, ctx: DurableContext, name: str | None) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.counter, self.op_id = ctx._next_operation_id()
+
+    def __await__(self) -> Generator[Operation[T], Any, T]:
+        result: T = yield self
+        return result
+
+    def record_for(self, inv: Invocation) -> OpRecord | None:
+        """The recorded state of this operation, checked against this call (determinism)."""
+        record = inv.state.ops.get(self.op_id)
+        if record is not None:
+            check_determinism(
+                record,
+                kind=self.kind,
+                sub_type=self.sub_type,
+                name=self.name,
+                parent=self.ctx.context_id,
+                position=self.position,
+            )
+        return record
+
+    @property
+    def position(self) -> str:
+        """``operation 3 of the workflow`` / ``operation 2 of context <id>``."""
+        where = "the workflow" if self.ctx.context_id is None else f"context {self.ctx.context_id}"
+        return f"operation {self.counter} of {where}"
+
+    @abstractmethod
+    def resolve(self, inv: Invocation, fiber: Fiber) -> Outcome | None:
+        """Decide: an outcome to resume with now, or ``None`` after blocking ``fiber``."""
+
+    def on_arrival(self, inv: Invocation, fiber: Fiber, payload: Any) -> Outcome | None:
+        """Background work of this operation finished with ``payload``; record and decide."""
+        raise TypeError(f"{type(self).__name__} runs no background work")

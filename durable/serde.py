@@ -1,0 +1,113 @@
+"""User values to bytes and back, with msgspec (msgpack), a size limit and type hints.
+
+A value returned live is passed through the same encode/decode a replay uses, so the
+workflow sees the same thing on the first run and on every replay: a step annotated
+``-> Order`` (a dataclass or msgspec Struct) gets an ``Order`` back both times, an
+unannotated one gets plain dicts and lists both times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from durable.errors import PayloadTooLargeError, SerializationError
+
+__all__ = ["DEFAULT_MAX_PAYLOAD", "Serde", "return_type", "input_type"]
+
+DEFAULT_MAX_PAYLOAD = 256 * 1024
+"""Default limit on one encoded value, in bytes (as AWS durable functions)."""
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: fall back to untyped values
+        return {}
+
+
+def return_type(fn: Callable[..., Any]) -> Any:
+    """The annotated return type of ``fn`` (``Any`` when missing or unusable)."""
+    hint = _hints(fn).get("return", Any)
+    return Any if hint is type(None) else hint
+
+
+def input_type(fn: Callable[..., Any], position: int) -> Any:
+    """The annotated type of ``fn``'s parameter at ``position`` (``Any`` when missing)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return Any
+    if position >= len(params):
+        return Any
+    return _hints(fn).get(params[position].name, Any)
+
+
+class Serde:
+    """Encodes and decodes user values for one engine.
+
+    Args:
+        max_payload: largest encoded value accepted, in bytes.
+    """
+
+    def __init__(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.max_payload = max_payload
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {Any: msgspec.msgpack.Decoder()}
+
+    def encode(self, value: object, *, what: str) -> bytes:
+        """Encode ``value``; ``what`` names it in errors (e.g. ``"result of step 'charge'"``).
+
+        Raises:
+            SerializationError: msgspec cannot encode the value.
+            PayloadTooLargeError: the encoding is over ``max_payload``.
+        """
+        try:
+            data = self._encoder.encode(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(
+                f"{what} cannot be serialized: {exc} (got {type(value).__name__}; use "
+                "JSON-like values, dataclasses or msgspec Structs)"
+            ) from None
+        if len(data) > self.max_payload:
+            raise PayloadTooLargeError(
+                f"{what} is {len(data)} bytes encoded, over the {self.max_payload}-byte "
+                "payload limit"
+            )
+        return data
+
+    def decoder(self, type_: Any) -> msgspec.msgpack.Decoder[Any]:
+        """A cached decoder for ``type_`` (an untyped one when msgspec cannot handle it)."""
+        try:
+            return self._decoders[type_]
+        except (KeyError, TypeError):
+            pass
+        try:
+            decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(type_)
+        except TypeError:
+            decoder = self._decoders[Any]
+        with contextlib.suppress(TypeError):  # an unhashable hint is simply not cached
+            self._decoders[type_] = decoder
+        return decoder
+
+    def decode(self, data: bytes, type_: Any = Any, *, what: str = "value") -> Any:
+        """Decode ``data`` to ``type_``.
+
+        Raises:
+            SerializationError: the data does not fit ``type_``.
+        """
+        try:
+            return self.decoder(type_).decode(data)
+        except msgspec.ValidationError as exc:
+            raise SerializationError(f"{what} does not match its annotation: {exc}") from None
+
+    def roundtrip(self, value: object, type_: Any, *, what: str) -> tuple[bytes, Any]:
+        """Encode ``value`` and decode it back as replay would; returns both."""
+        data = self.encode(value, what=what)
+        return data, self.decode(data, type_, what=what)

@@ -1,0 +1,426 @@
+"""The SQLite layout and every statement run against it.
+
+``sqlite.py`` owns the connections, the writer task and error handling; this module holds
+what is plain SQL: the DDL and its migrations, the checks that keep ``open`` off foreign
+files, and one synchronous function per store operation, each called with a
+:class:`sqlite3.Connection` on that connection's own thread.
+
+The schema version lives in ``PRAGMA user_version`` and the file is stamped with
+``PRAGMA application_id``, so ``sqlite3 file.db "PRAGMA application_id"`` tells a durable
+database from any other SQLite file. Migration ``n`` (1-based) takes a database from version
+``n - 1`` to ``n``; each is a list of statements because ``executescript`` would commit the
+migration transaction half-way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from durable.errors import LeaseLostError, StoreError
+from durable.stores.base import Checkpoint, ExecutionRow, Lease, ListQuery
+from durable.types import ErrorInfo
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "check_header",
+    "check_seed",
+    "claim",
+    "commit",
+    "create",
+    "expire",
+    "lease_owners",
+    "list_rows",
+    "load",
+    "make_read_only",
+    "migrate",
+    "next_wake_at",
+    "release",
+    "renew",
+    "select_row",
+    "transaction",
+]
+
+APPLICATION_ID = 0x44555242
+"""``b"DURB"`` read as a big-endian integer."""
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE executions (
+            execution_id  TEXT PRIMARY KEY,
+            workflow      TEXT NOT NULL,
+            status        TEXT NOT NULL,
+            input         BLOB NOT NULL,
+            result        BLOB,
+            error         BLOB,
+            created_at    REAL NOT NULL,
+            updated_at    REAL NOT NULL,
+            ended_at      REAL,
+            parent_id     TEXT,
+            seed          INTEGER NOT NULL,
+            wake_at       REAL,
+            lease_owner   TEXT,
+            lease_expires REAL,
+            lease_epoch   INTEGER NOT NULL DEFAULT 0,
+            next_seq      INTEGER NOT NULL DEFAULT 0,
+            deadline      REAL,
+            retention     REAL
+        )
+        """,
+        """
+        CREATE TABLE events (
+            execution_id TEXT NOT NULL REFERENCES executions (execution_id) ON DELETE CASCADE,
+            seq          INTEGER NOT NULL,
+            data         BLOB NOT NULL,
+            PRIMARY KEY (execution_id, seq)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX executions_wake_at ON executions (wake_at) WHERE wake_at IS NOT NULL",
+        "CREATE INDEX executions_created_at ON executions (created_at)",
+        "CREATE INDEX executions_status ON executions (status, created_at)",
+        "CREATE INDEX executions_workflow ON executions (workflow, created_at)",
+        """
+        CREATE INDEX executions_parent_id ON executions (parent_id, created_at)
+        WHERE parent_id IS NOT NULL
+        """,
+        """
+        CREATE INDEX executions_lease_owner ON executions (lease_owner)
+        WHERE lease_owner IS NOT NULL
+        """,
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _not_ours(path: str, why: str) -> StoreError:
+    return StoreError(f"{path} is not a durable database ({why})")
+
+
+def check_header(path: str) -> None:
+    """Refuse an existing non-empty file that is not SQLite, before SQLite touches it.
+
+    Raises:
+        StoreError: naming ``path``.
+    """
+    file = Path(path)
+    if not file.is_file():
+        return
+    try:
+        with file.open("rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    if head and head != _SQLITE_MAGIC:
+        raise _not_ours(path, "not a SQLite file")
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed that does not fit SQLite's signed 64-bit INTEGER column.
+
+    Raises:
+        ValueError: the seed is out of range.
+    """
+    if not -(2**63) <= seed < 2**63:
+        raise ValueError(f"ExecutionRow.seed must fit in a signed 64-bit integer, got {seed}")
+
+
+def _pragma_int(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute(f"PRAGMA {name}").fetchone()
+    return int(row[0])
+
+
+def _check_identity(conn: sqlite3.Connection, path: str) -> int:
+    """Return the schema version after refusing foreign or too-new databases (read only)."""
+    app_id = _pragma_int(conn, "application_id")
+    has_objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+    if app_id != APPLICATION_ID and (app_id != 0 or has_objects):
+        why = "it holds other tables" if app_id == 0 else f"application_id is {app_id}"
+        raise _not_ours(path, why)
+    version = _pragma_int(conn, "user_version")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}, but this version of durable only knows "
+            f"version {SCHEMA_VERSION}: upgrade durable to open it"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, path: str, synchronous: str) -> None:
+    """Check identity, switch to WAL, and bring the schema up to :data:`SCHEMA_VERSION`.
+
+    Nothing is written before the identity check passes, so a foreign file stays untouched.
+    Runs on the connection's own thread; ``conn`` must be in autocommit mode.
+    """
+    _check_identity(conn, path)
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"cannot use WAL mode on {path} (journal mode stays {mode!r})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated between the check above and this lock.
+        version = _check_identity(conn, path)
+        if version < SCHEMA_VERSION:
+            for script in MIGRATIONS[version:]:
+                for statement in script:
+                    conn.execute(statement)
+            # PRAGMA arguments cannot be bound; both values are integer constants.
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+# --- one function per store operation -------------------------------------------------------
+
+_COLUMNS = (
+    "execution_id", "workflow", "status", "input", "result", "error", "created_at",
+    "updated_at", "ended_at", "parent_id", "seed", "wake_at", "lease_owner", "lease_expires",
+    "lease_epoch", "next_seq", "deadline", "retention",
+)  # fmt: skip
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM executions"
+_INSERT = (
+    f"INSERT INTO executions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    " ON CONFLICT (execution_id) DO NOTHING"
+)
+_INSERT_EVENTS = "INSERT INTO events (execution_id, seq, data) VALUES (?, ?, ?)"
+_FINISH = (
+    "UPDATE executions SET next_seq = ?, updated_at = ?, status = ?, result = ?, error = ?,"
+    " ended_at = ?, wake_at = NULL, lease_owner = NULL, lease_expires = NULL"
+    " WHERE execution_id = ?"
+)
+_RELEASE = (
+    "UPDATE executions SET next_seq = ?, updated_at = ?, wake_at = ?, lease_owner = NULL,"
+    " lease_expires = NULL WHERE execution_id = ?"
+)
+_EXTEND = (
+    "UPDATE executions SET next_seq = ?, updated_at = ?, lease_expires = ?, wake_at = ?"
+    " WHERE execution_id = ?"
+)
+_APPEND = "UPDATE executions SET next_seq = ?, updated_at = ? WHERE execution_id = ?"
+
+_error_encoder = msgspec.msgpack.Encoder()
+_error_decoder = msgspec.msgpack.Decoder(ErrorInfo)
+
+
+def _to_row(values: tuple[Any, ...]) -> ExecutionRow:
+    fields = dict(zip(_COLUMNS, values, strict=True))
+    if fields["error"] is not None:
+        fields["error"] = _error_decoder.decode(fields["error"])
+    return ExecutionRow(**fields)
+
+
+def _to_params(row: ExecutionRow) -> tuple[Any, ...]:
+    values = [getattr(row, name) for name in _COLUMNS]
+    if row.error is not None:
+        values[_COLUMNS.index("error")] = _error_encoder.encode(row.error)
+    return tuple(values)
+
+
+def _encode_error(error: ErrorInfo | None) -> bytes | None:
+    return None if error is None else _error_encoder.encode(error)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """``BEGIN`` (immediate by default) ... ``COMMIT``; ``ROLLBACK`` on any error."""
+    conn.execute(begin)
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def make_read_only(conn: sqlite3.Connection) -> None:
+    """Make the reader connection refuse writes."""
+    conn.execute("PRAGMA query_only = ON")
+
+
+def select_row(conn: sqlite3.Connection, execution_id: str) -> ExecutionRow | None:
+    """One execution row, or ``None``."""
+    found = conn.execute(f"{_SELECT} WHERE execution_id = ?", (execution_id,)).fetchone()
+    return None if found is None else _to_row(found)
+
+
+def load(conn: sqlite3.Connection, execution_id: str) -> tuple[ExecutionRow, list[bytes]] | None:
+    """The row and its events in order, in one read transaction."""
+    with transaction(conn, "BEGIN"):
+        row = select_row(conn, execution_id)
+        if row is None:
+            return None
+        cursor = conn.execute(
+            "SELECT data FROM events WHERE execution_id = ? ORDER BY seq", (execution_id,)
+        )
+        return row, [data for (data,) in cursor]
+
+
+def list_rows(conn: sqlite3.Connection, query: ListQuery) -> list[ExecutionRow]:
+    """Rows matching ``query``, newest ``created_at`` first (newest insert on ties)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("status", query.status),
+        ("workflow", query.workflow),
+        ("parent_id", query.parent_id),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if query.statuses:
+        clauses.append(f"status IN ({', '.join('?' * len(query.statuses))})")
+        params.extend(query.statuses)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    # rowid breaks created_at ties so that the newest insert comes first, as in memory.
+    sql = f"{_SELECT}{where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+    params += [max(query.limit, 0), max(query.offset, 0)]
+    return [_to_row(found) for found in conn.execute(sql, params)]
+
+
+def next_wake_at(conn: sqlite3.Connection, exclude_owner: str | None) -> float | None:
+    """The smallest ``wake_at`` of rows not leased by ``exclude_owner``, or ``None``."""
+    found = conn.execute(
+        "SELECT wake_at FROM executions WHERE wake_at IS NOT NULL"
+        " AND (lease_owner IS NULL OR lease_owner != ?) ORDER BY wake_at LIMIT 1",
+        (exclude_owner or "",),
+    ).fetchone()
+    return None if found is None else float(found[0])
+
+
+def lease_owners(conn: sqlite3.Connection) -> list[str]:
+    """Distinct lease owners, sorted."""
+    cursor = conn.execute(
+        "SELECT DISTINCT lease_owner FROM executions"
+        " WHERE lease_owner IS NOT NULL ORDER BY lease_owner"
+    )
+    return [owner for (owner,) in cursor]
+
+
+def create(
+    conn: sqlite3.Connection, row: ExecutionRow, events: list[bytes]
+) -> tuple[ExecutionRow, bool]:
+    """Insert a row and its first events; the stored row and ``False`` if it exists."""
+    stored = replace(row, next_seq=len(events))
+    if conn.execute(_INSERT, _to_params(stored)).rowcount == 0:
+        existing = select_row(conn, row.execution_id)
+        assert existing is not None  # the conflicting row is in our own transaction
+        return existing, False
+    conn.executemany(
+        _INSERT_EVENTS, [(row.execution_id, seq, data) for seq, data in enumerate(events, 1)]
+    )
+    return stored, True
+
+
+def _fence(conn: sqlite3.Connection, lease: Lease, first_seq: int) -> None:
+    found = conn.execute(
+        "SELECT lease_owner, lease_epoch, next_seq FROM executions WHERE execution_id = ?",
+        (lease.execution_id,),
+    ).fetchone()
+    if found is None:
+        raise LeaseLostError(f"execution {lease.execution_id!r} does not exist")
+    owner, epoch, next_seq = found
+    if (owner, epoch) != (lease.owner, lease.epoch):
+        raise LeaseLostError(
+            f"lease on execution {lease.execution_id!r} lost: {lease.owner!r} epoch "
+            f"{lease.epoch} no longer holds it (owner {owner!r}, epoch {epoch})"
+        )
+    if first_seq != next_seq + 1:
+        raise LeaseLostError(
+            f"execution {lease.execution_id!r} has {next_seq} events, so the next checkpoint "
+            f"must start at {next_seq + 1}, not {first_seq}"
+        )
+
+
+def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
+    """Apply one checkpoint after its fence check (``LeaseLostError`` writes nothing)."""
+    execution_id = cp.lease.execution_id
+    _fence(conn, cp.lease, cp.first_seq)
+    conn.executemany(
+        _INSERT_EVENTS,
+        [(execution_id, seq, data) for seq, data in enumerate(cp.events, cp.first_seq)],
+    )
+    head = (cp.first_seq - 1 + len(cp.events), cp.now)
+    if cp.finish is not None:
+        finish = cp.finish
+        error = _encode_error(finish.error)
+        conn.execute(_FINISH, (*head, finish.status, finish.result, error, cp.now, execution_id))
+    elif cp.release:
+        conn.execute(_RELEASE, (*head, cp.wake_at, execution_id))
+    elif cp.lease_expires is not None:
+        conn.execute(_EXTEND, (*head, cp.lease_expires, cp.lease_expires, execution_id))
+    else:
+        conn.execute(_APPEND, (*head, execution_id))
+
+
+def claim(
+    conn: sqlite3.Connection, owner: str, now: float, lease_expires: float, limit: int
+) -> list[Lease]:
+    """Lease due rows with free leases, earliest ``wake_at`` first."""
+    due = conn.execute(
+        "SELECT execution_id, lease_owner, lease_epoch FROM executions"
+        " WHERE wake_at <= ? AND (lease_owner IS NULL OR (lease_expires <= ? AND lease_owner != ?))"
+        " ORDER BY wake_at LIMIT ?",
+        (now, now, owner, max(limit, 0)),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE executions SET lease_owner = ?, lease_epoch = ?, lease_expires = ?, wake_at = ?"
+        " WHERE execution_id = ?",
+        [(owner, epoch + 1, lease_expires, lease_expires, eid) for eid, _, epoch in due],
+    )
+    return [
+        Lease(eid, owner, epoch + 1, taken_over=previous is not None)
+        for eid, previous, epoch in due
+    ]
+
+
+def renew(conn: sqlite3.Connection, leases: list[Lease], lease_expires: float) -> list[str]:
+    """Extend held leases; returns the ids no longer held."""
+    lost: list[str] = []
+    for lease in leases:
+        cursor = conn.execute(
+            "UPDATE executions SET lease_expires = ?, wake_at = ?"
+            " WHERE execution_id = ? AND lease_owner = ? AND lease_epoch = ?",
+            (lease_expires, lease_expires, lease.execution_id, lease.owner, lease.epoch),
+        )
+        if cursor.rowcount == 0:
+            lost.append(lease.execution_id)
+    return lost
+
+
+def release(conn: sqlite3.Connection, lease: Lease, wake_at: float | None, now: float) -> None:
+    """Drop a lease if still held, setting ``wake_at``."""
+    conn.execute(
+        "UPDATE executions SET lease_owner = NULL, lease_expires = NULL, wake_at = ?,"
+        " updated_at = ? WHERE execution_id = ? AND lease_owner = ? AND lease_epoch = ?",
+        (wake_at, now, lease.execution_id, lease.owner, lease.epoch),
+    )
+
+
+def expire(conn: sqlite3.Connection, owners: list[str], now: float) -> int:
+    """Make the leases of dead owners claimable at ``now``; returns how many."""
+    expired = 0
+    for owner in set(owners):
+        cursor = conn.execute(
+            "UPDATE executions SET lease_expires = min(coalesce(lease_expires, ?1), ?1),"
+            " wake_at = min(coalesce(wake_at, ?1), ?1) WHERE lease_owner = ?2",
+            (now, owner),
+        )
+        expired += cursor.rowcount
+    return expired

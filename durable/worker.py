@@ -1,0 +1,173 @@
+"""The worker loop: claim due executions, run their invocations, keep their leases alive."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import anyio
+import anyio.abc
+
+from durable.errors import StoreError
+from durable.invocation import Invocation, Runtime
+from durable.stores.base import ExecutionRow, Lease
+
+__all__ = ["Worker", "make_owner_id", "owner_is_dead_here"]
+
+
+def make_owner_id() -> str:
+    """``host:pid:random``: unique per engine, and tells a same-host restart who is dead."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead_here(owner: str) -> bool:
+    """True when ``owner`` names a process on this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Worker:
+    """Runs executions for one engine: at most ``concurrency`` invocations at a time.
+
+    It sleeps until the earliest ``wake_at`` in the store (a timer, a retry, a lease that
+    may expire), a local nudge (an execution started or released here), or ``poll_interval``
+    seconds of wall time, which bounds how late it notices work added by other processes.
+    """
+
+    def __init__(self, rt: Runtime, *, concurrency: int, poll_interval: float) -> None:
+        self.rt = rt
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.active: dict[str, Invocation | None] = {}
+        self._nudge = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.idle = anyio.Event()
+
+    def nudge(self) -> None:
+        """Look for work now."""
+        self._nudge.set()
+        if self.idle.is_set():
+            self.idle = anyio.Event()
+
+    @property
+    def has_capacity(self) -> bool:
+        """Whether another invocation may start."""
+        return self._tg is not None and len(self.active) < self.concurrency
+
+    def run_now(self, lease: Lease, row: ExecutionRow, events: list[bytes]) -> None:
+        """Run an execution this engine just created (already leased to it)."""
+        assert self._tg is not None
+        self._spawn(lease, row, events)
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """The loop; runs until cancelled, then releases what it was running."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await self._recover_dead_owners()
+            tg.start_soon(self._renew_forever)
+            task_status.started()
+            try:
+                await self._claim_forever()
+            finally:
+                self._tg = None
+                tg.cancel_scope.cancel()
+
+    async def _recover_dead_owners(self) -> None:
+        store, clock = self.rt.store, self.rt.clock
+        dead = [owner for owner in await store.lease_owners() if owner_is_dead_here(owner)]
+        if dead:
+            count = await store.expire_leases(dead, now=clock.now())
+            self.rt.logger.info(
+                "taking over executions of dead workers", owners=dead, executions=count
+            )
+
+    async def _claim_forever(self) -> None:
+        store, clock, rt = self.rt.store, self.rt.clock, self.rt
+        while True:
+            self._nudge = anyio.Event()
+            try:
+                next_wake = await store.next_wake_at(rt.owner)
+                now = clock.now()
+                free = self.concurrency - len(self.active)
+                if next_wake is not None and next_wake <= now and free > 0:
+                    leases = await store.claim(
+                        owner=rt.owner, now=now, lease_expires=now + rt.lease_time, limit=free
+                    )
+                    for lease in leases:
+                        self._spawn(lease, None, None)
+                    if leases:
+                        continue
+            except StoreError as exc:
+                rt.logger.error("worker loop could not read the store", error=str(exc))
+                next_wake = None
+            if not self.active and not self._nudge.is_set():
+                self.idle.set()
+            deadline = next_wake if next_wake is not None and next_wake > clock.now() else None
+            if len(self.active) >= self.concurrency:
+                deadline = None
+            await clock.wait(self._nudge, deadline, self.poll_interval)
+
+    def _spawn(self, lease: Lease, row: ExecutionRow | None, events: list[bytes] | None) -> None:
+        assert self._tg is not None
+        self.active[lease.execution_id] = None
+        self._tg.start_soon(self._run_invocation, lease, row, events)
+
+    async def _run_invocation(
+        self, lease: Lease, row: ExecutionRow | None, events: list[bytes] | None
+    ) -> None:
+        rt = self.rt
+        inv: Invocation | None = None
+        try:
+            if row is None or events is None:
+                loaded = await rt.store.load(lease.execution_id)
+                if loaded is None:
+                    return
+                row, events = loaded
+            inv = Invocation(rt, lease, row, events)
+            self.active[lease.execution_id] = inv
+            await inv.run()
+        except StoreError as exc:
+            rt.logger.error(
+                "could not load execution", execution_id=lease.execution_id, error=str(exc)
+            )
+        finally:
+            if inv is not None and not inv.ended:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await inv.release()
+                    except StoreError as exc:
+                        rt.logger.warning(
+                            "could not release execution on shutdown",
+                            execution_id=lease.execution_id,
+                            error=str(exc),
+                        )
+            self.active.pop(lease.execution_id, None)
+            self._nudge.set()
+
+    async def _renew_forever(self) -> None:
+        store, clock, rt = self.rt.store, self.rt.clock, self.rt
+        while True:
+            await anyio.sleep(rt.lease_time / 3)
+            leases = [inv.lease for inv in self.active.values() if isinstance(inv, Invocation)]
+            if not leases:
+                continue
+            try:
+                lost = await store.renew(leases, lease_expires=clock.now() + rt.lease_time)
+            except StoreError as exc:
+                rt.logger.warning("lease renewal failed", error=str(exc))
+                continue
+            for execution_id in lost:
+                rt.logger.warning("lease lost", execution_id=execution_id)

@@ -1,0 +1,73 @@
+"""``Workflow``: what ``@engine.workflow`` returns."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from durable.serde import input_type, return_type
+from durable.types import Duration, to_seconds
+
+if TYPE_CHECKING:
+    from durable.context import DurableContext
+
+__all__ = ["Workflow", "WorkflowFn"]
+
+T = TypeVar("T")
+WorkflowFn = Callable[..., Coroutine[Any, Any, T]]
+
+
+class Workflow(Generic[T]):
+    """A registered workflow: the ``async def`` plus its name and options.
+
+    It keeps the function's ``__name__``, ``__doc__`` and ``__wrapped__``; start it with
+    ``engine.start(workflow, input)`` (or by its registered name).
+
+    Attributes:
+        name: the registered name (the function's ``__name__`` unless given).
+        timeout: seconds after its start at which an execution times out, or ``None``.
+        retention: seconds a finished execution is kept before purging, or ``None``.
+        version: recorded as ``ExecutedVersion`` when invoked as a child.
+    """
+
+    def __init__(
+        self,
+        fn: WorkflowFn[T],
+        *,
+        name: str | None = None,
+        timeout: Duration | None = None,
+        retention: Duration | None = None,
+        version: str = "$LATEST",
+    ) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(
+                f"@engine.workflow needs an 'async def', got {getattr(fn, '__name__', fn)!r}"
+            )
+        params = list(inspect.signature(fn).parameters.values())
+        if not 1 <= len(params) <= 2:
+            raise TypeError(
+                f"workflow {fn.__name__!r} must take (ctx) or (ctx, input), "
+                f"it takes {len(params)} parameters"
+            )
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.timeout = None if timeout is None else to_seconds(timeout, what="workflow timeout")
+        self.retention = (
+            None if retention is None else to_seconds(retention, what="workflow retention")
+        )
+        self.version = version
+        self.takes_input = len(params) == 2
+        self.input_type = input_type(fn, 1) if self.takes_input else Any
+        self.result_type = return_type(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, ctx: DurableContext, input: Any = None) -> Coroutine[Any, Any, T]:
+        """Create the workflow coroutine (the engine does this; users call ``engine.start``)."""
+        if self.takes_input:
+            return self.fn(ctx, input)
+        return self.fn(ctx)
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r}>"

@@ -1,0 +1,304 @@
+"""What only the SQLite store promises: durability, group commit, refusing foreign files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import pytest
+
+from durable.errors import LeaseLostError, StoreError
+from durable.stores import Checkpoint, ExecutionRow, Finish, Lease, SQLiteStore
+from durable.stores._sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
+
+OWNER = "worker-1"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    backend = SQLiteStore(tmp_path / "t.db")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+def make_row(execution_id: str, **fields: object) -> ExecutionRow:
+    row = ExecutionRow(execution_id, "wf", "RUNNING", b"\x90", 100.0, 100.0, seed=1)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    return row
+
+
+async def lease_many(store: SQLiteStore, count: int) -> list[Lease]:
+    for i in range(count):
+        await store.create_execution(make_row(f"x{i:04d}", wake_at=float(i)), [b"start"])
+    return await store.claim(owner=OWNER, now=1e9, lease_expires=2e9, limit=count)
+
+
+def pragma(path: Path, name: str) -> int:
+    with closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+async def test_data_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    first = SQLiteStore(path)
+    await first.open()
+    [lease] = await lease_many(first, 1)
+    done = Finish("SUCCEEDED", b"\x01")
+    await first.commit(Checkpoint(lease, 2, [b"end"], now=5.0, finish=done))
+    await first.close()
+
+    second = SQLiteStore(f"{path}")
+    await second.open()
+    try:
+        loaded = await second.load(lease.execution_id)
+        assert loaded is not None
+        row, events = loaded
+        assert (row.status, row.result, row.ended_at, events) == (
+            "SUCCEEDED",
+            b"\x01",
+            5.0,
+            [b"start", b"end"],
+        )
+    finally:
+        await second.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+    assert pragma(path, "application_id") == APPLICATION_ID
+
+
+async def test_group_commit_lands_every_concurrent_checkpoint(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 200)
+    batches_before = store._batches
+    await asyncio.gather(
+        *(store.commit(Checkpoint(lease, 2, [b"a", b"b"], now=1.0)) for lease in leases)
+    )
+    assert store._batches - batches_before < 10  # shared transactions, not 200
+    for lease in leases:
+        loaded = await store.load(lease.execution_id)
+        assert loaded is not None
+        assert loaded[0].next_seq == 3
+        assert loaded[1] == [b"start", b"a", b"b"]
+
+
+async def test_bad_fence_fails_only_its_own_checkpoint(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 50)
+    stale = Lease(leases[10].execution_id, OWNER, leases[10].epoch - 1)
+    checkpoints = [Checkpoint(lease, 2, [b"a"], now=1.0) for lease in leases]
+    checkpoints[10] = Checkpoint(stale, 2, [b"a"], now=1.0)
+    checkpoints[20] = Checkpoint(leases[20], 5, [b"a"], now=1.0)
+    outcomes = await asyncio.gather(
+        *(store.commit(cp) for cp in checkpoints), return_exceptions=True
+    )
+    failed = {i for i, outcome in enumerate(outcomes) if outcome is not None}
+    assert failed == {10, 20}
+    assert all(isinstance(outcomes[i], LeaseLostError) for i in failed)
+    for i, lease in enumerate(leases):
+        loaded = await store.load(lease.execution_id)
+        assert loaded is not None
+        assert len(loaded[1]) == (1 if i in failed else 2)
+
+
+async def test_writes_queued_before_close_are_committed(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.open()
+    leases = await lease_many(store, 20)
+    pending = [
+        asyncio.ensure_future(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)))
+        for lease in leases
+    ]
+    await asyncio.sleep(0)  # let every commit enqueue
+    await store.close()
+    await asyncio.gather(*pending)
+    await store.open()
+    try:
+        for lease in leases:
+            row = await store.get_execution(lease.execution_id)
+            assert row is not None
+            assert row.next_seq == 2
+    finally:
+        await store.close()
+
+
+def test_constructor_validates_options(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path / "t.db", synchronous="SOMETIMES; DROP TABLE events")
+    with pytest.raises(ValueError, match="busy_timeout"):
+        SQLiteStore(tmp_path / "t.db", busy_timeout=-1)
+
+
+async def test_open_refuses_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    content = b"not sqlite " + os.urandom(4096)
+    path.write_bytes(content)
+    store = SQLiteStore(path)
+    with pytest.raises(StoreError, match="not a durable database") as caught:
+        await store.open()
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == content
+    assert os.listdir(tmp_path) == ["notes.db"]
+    await store.close()
+
+
+async def test_open_refuses_a_foreign_sqlite_database(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO users (name) VALUES ('ada')")
+        conn.commit()
+    content = path.read_bytes()
+    with pytest.raises(StoreError, match="not a durable database") as caught:
+        await SQLiteStore(path).open()
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == content
+
+
+async def test_open_refuses_another_application_id(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA application_id = 1234")
+    with pytest.raises(StoreError, match="application_id is 1234"):
+        await SQLiteStore(path).open()
+
+
+async def test_open_adopts_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    assert pragma(path, "application_id") == APPLICATION_ID
+
+
+async def test_open_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 98}")
+    with pytest.raises(StoreError, match=f"version {SCHEMA_VERSION + 98}") as caught:
+        await store.open()
+    assert f"version {SCHEMA_VERSION}" in str(caught.value)
+
+
+async def test_open_reports_a_path_it_cannot_open(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="missing"):
+        await SQLiteStore(tmp_path / "missing" / "t.db").open()
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+
+
+async def test_locked_database_fails_writes_with_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db", busy_timeout=0.05)
+    await store.open()
+    try:
+        leases = await lease_many(store, 3)
+        started = time.monotonic()
+        with exclusive_lock(tmp_path / "t.db"):
+            with pytest.raises(StoreError, match="locked"):
+                await store.create_execution(make_row("new"), [])
+            outcomes = await asyncio.gather(
+                *(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)) for lease in leases),
+                return_exceptions=True,
+            )
+            assert await store.get_execution(leases[0].execution_id) is not None  # reads go on
+        assert time.monotonic() - started < 2.0
+        assert all(type(o) is StoreError and "locked" in str(o) for o in outcomes)
+        await store.create_execution(make_row("new"), [])  # the store recovers
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [("FULL", 2), ("normal", 1)])
+async def test_pragmas(tmp_path: Path, synchronous: str, level: int) -> None:
+    store = SQLiteStore(tmp_path / "t.db", synchronous=synchronous)
+    await store.open()
+    try:
+        assert store._writer is not None
+        assert store._reader is not None
+
+        async def read(conn_pragma: str) -> object:
+            assert store._writer is not None
+            cursor = await store._writer.execute(f"PRAGMA {conn_pragma}")
+            found = await cursor.fetchone()
+            await cursor.close()
+            assert found is not None
+            return found[0]
+
+        assert await read("journal_mode") == "wal"
+        assert await read("synchronous") == level
+        assert await read("foreign_keys") == 1
+        assert await read("busy_timeout") == 5000
+        cursor = await store._reader.execute("PRAGMA query_only")
+        assert await cursor.fetchone() == (1,)
+        await cursor.close()
+    finally:
+        await store.close()
+
+
+async def test_claim_and_timer_queries_use_the_wake_at_index(store: SQLiteStore) -> None:
+    assert store._reader is not None
+    for sql in (
+        "SELECT execution_id FROM executions WHERE wake_at <= 1"
+        " AND (lease_owner IS NULL OR lease_expires <= 1) ORDER BY wake_at LIMIT 5",
+        "SELECT wake_at FROM executions WHERE wake_at IS NOT NULL ORDER BY wake_at LIMIT 1",
+    ):
+        cursor = await store._reader.execute(f"EXPLAIN QUERY PLAN {sql}")
+        plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+        await cursor.close()
+        assert "executions_wake_at" in plan
+
+
+async def test_full_database_fails_the_batch_with_store_error(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 3)
+    assert store._writer is not None
+    cursor = await store._writer.execute("PRAGMA page_count")
+    found = await cursor.fetchone()
+    await cursor.close()
+    assert found is not None
+    await (await store._writer.execute(f"PRAGMA max_page_count = {found[0]}")).close()
+    big = os.urandom(64 * 1024)
+    outcomes = await asyncio.gather(
+        *(store.commit(Checkpoint(lease, 2, [big], now=1.0)) for lease in leases),
+        return_exceptions=True,
+    )
+    assert all(type(o) is StoreError and "database or disk is full" in str(o) for o in outcomes)
+    for lease in leases:
+        row = await store.get_execution(lease.execution_id)
+        assert row is not None
+        assert row.next_seq == 1
+
+
+async def test_two_stores_on_one_file_never_claim_the_same_execution(tmp_path: Path) -> None:
+    first, second = SQLiteStore(tmp_path / "t.db"), SQLiteStore(tmp_path / "t.db")
+    await first.open()
+    await second.open()
+    try:
+        for i in range(100):
+            await first.create_execution(make_row(f"x{i:03d}", wake_at=1.0), [])
+        claims = await asyncio.gather(
+            *(
+                store.claim(owner=f"w{n}", now=1.0, lease_expires=60.0, limit=7)
+                for n in range(10)
+                for store in (first, second)
+            )
+        )
+        claimed = [lease.execution_id for leases in claims for lease in leases]
+        assert sorted(claimed) == [f"x{i:03d}" for i in range(100)]
+    finally:
+        await first.close()
+        await second.close()

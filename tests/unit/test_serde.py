@@ -1,0 +1,56 @@
+"""Encoding user values."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from durable.errors import PayloadTooLargeError, SerializationError
+from durable.serde import Serde, input_type, return_type
+
+
+@dataclasses.dataclass
+class Order:
+    id: str
+    amount: int
+
+
+def test_roundtrip_gives_the_annotated_type() -> None:
+    serde = Serde()
+    data, value = serde.roundtrip(Order("o-1", 5), Order, what="result")
+    assert value == Order("o-1", 5)
+    assert serde.decode(data) == {"id": "o-1", "amount": 5}
+
+
+def test_unencodable_values_name_the_operation() -> None:
+    with pytest.raises(SerializationError, match="result of step 'charge' cannot be serialized"):
+        Serde().encode(object(), what="result of step 'charge'")
+
+
+def test_payload_limit_is_checked_before_writing() -> None:
+    serde = Serde(max_payload=100)
+    serde.encode("x" * 90, what="input")
+    with pytest.raises(PayloadTooLargeError, match="over the 100-byte payload limit"):
+        serde.encode("x" * 200, what="input")
+
+
+def test_mismatched_annotation_is_a_serialization_error() -> None:
+    serde = Serde()
+    data = serde.encode({"id": 1}, what="x")
+    with pytest.raises(SerializationError, match="does not match"):
+        serde.decode(data, Order, what="result of step 'load'")
+
+
+def test_type_hints_are_read_from_functions() -> None:
+    async def wf(ctx: Any, order: Order) -> Order:
+        return order
+
+    def untyped(x):  # type: ignore[no-untyped-def]
+        return x
+
+    assert return_type(wf) is Order
+    assert input_type(wf, 1) is Order
+    assert return_type(untyped) is Any
+    assert return_type(lambda: 1) is Any
