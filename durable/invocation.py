@@ -239,6 +239,8 @@ class Invocation:
                 self._arrived = anyio.Event()
                 await self.clock.wait(self._arrived, self._next_wake())
             self._collect()
+            # New outcomes are durable before any workflow code sees them.
+            await self._flush()
 
     def _collect(self) -> None:
         """Turn finished work and due timers into outcomes, durably, then queue them."""

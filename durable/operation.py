@@ -12,6 +12,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from durable.events import Event
 from durable.replay import OpRecord, check_determinism
 
 if TYPE_CHECKING:
@@ -76,6 +77,18 @@ class Operation(ABC, Generic[T]):
                 position=self.position,
             )
         return record
+
+    def event(self, event_type: str, ts: float, **fields: Any) -> Event:
+        """A new event about this operation (its id, sub type, name and parent filled in)."""
+        return Event(
+            t=event_type,
+            ts=ts,
+            id=self.op_id,
+            st=self.sub_type,
+            name=self.name,
+            parent=self.ctx.context_id,
+            **fields,
+        )
 
     @property
     def position(self) -> str:

@@ -16,7 +16,7 @@ from durable.errors import (
     StepInterruptedError,
     StepTimeoutError,
 )
-from durable.events import Event, EventType, SubType
+from durable.events import EventType, SubType
 from durable.operation import Operation, Outcome, Raise, Value
 from durable.replay import OpRecord, OpStatus
 from durable.retry import retry_delay
@@ -165,17 +165,6 @@ class StepOp(Operation[T]):
         """How errors name this step."""
         return f"step {self.name!r}" if self.name else f"step {self.op_id}"
 
-    def _event(self, event_type: EventType, ts: float, **fields: Any) -> Event:
-        return Event(
-            t=event_type,
-            ts=ts,
-            id=self.op_id,
-            st=self.sub_type,
-            name=self.name,
-            parent=self.ctx.context_id,
-            **fields,
-        )
-
     def resolve(self, inv: Invocation, fiber: Fiber) -> Outcome | None:
         """Replay the record, or start/schedule the next attempt."""
         record = self.record_for(inv)
@@ -202,7 +191,7 @@ class StepOp(Operation[T]):
                 continue
             if decision.record_start:
                 record = inv.record(
-                    self._event(EventType.STEP_STARTED, inv.now(), attempt=decision.attempt)
+                    self.event(EventType.STEP_STARTED, inv.now(), attempt=decision.attempt)
                 )
             inv.start_task(
                 fiber,
@@ -236,7 +225,7 @@ class StepOp(Operation[T]):
                 value = exc
             else:
                 now = inv.now()
-                inv.record(self._event(EventType.STEP_SUCCEEDED, now, result=data, attempt=attempt))
+                inv.record(self.event(EventType.STEP_SUCCEEDED, now, result=data, attempt=attempt))
                 return Value(decoded, now)
         self._record_failure(inv, attempt, value)
         return self.resolve(inv, fiber)
@@ -244,7 +233,7 @@ class StepOp(Operation[T]):
     def _record_failure(self, inv: Invocation, attempt: int, error: BaseException) -> OpRecord:
         delay = retry_delay(self.retry, attempt, error, inv.rng)
         record = inv.record(
-            self._event(
+            self.event(
                 EventType.STEP_FAILED,
                 inv.now(),
                 error=ErrorInfo.from_exception(error),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from durable.errors import DurableError
-from durable.events import Event, EventType, SubType
+from durable.events import EventType, SubType
 from durable.operation import Operation, Outcome, Raise, Value
 from durable.replay import OpStatus
 
@@ -27,24 +27,13 @@ class WaitOp(Operation[None]):
         super().__init__(ctx, name)
         self.seconds = seconds
 
-    def _event(self, event_type: EventType, ts: float, **fields: object) -> Event:
-        return Event(
-            t=event_type,
-            ts=ts,
-            id=self.op_id,
-            st=self.sub_type,
-            name=self.name,
-            parent=self.ctx.context_id,
-            **fields,  # type: ignore[arg-type]
-        )
-
     def resolve(self, inv: Invocation, fiber: Fiber) -> Outcome | None:
         """Start the timer, or finish it when due; the recorded due time always wins."""
         record = self.record_for(inv)
         now = inv.now()
         if record is None:
             record = inv.record(
-                self._event(
+                self.event(
                     EventType.WAIT_STARTED, now, duration=self.seconds, until=now + self.seconds
                 )
             )
@@ -56,7 +45,7 @@ class WaitOp(Operation[None]):
             return Raise(DurableError(message, error_type="WaitCancelled"), record.ended_ts)
         assert record.until is not None
         if now >= record.until:
-            inv.record(self._event(EventType.WAIT_SUCCEEDED, now, duration=self.seconds))
+            inv.record(self.event(EventType.WAIT_SUCCEEDED, now, duration=self.seconds))
             return Value(None, now)
         inv.block(fiber, self, record.until)
         return None

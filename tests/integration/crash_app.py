@@ -1,0 +1,102 @@
+"""A worker process that the crash tests start, SIGKILL and restart.
+
+Usage: ``python -m tests.integration.crash_app DB MARKS (run WORKFLOW ID | resume ID) [--skew S]``
+
+Steps append lines to the MARKS file (fsynced) so the test can see, from outside, what ran
+and how often. ``--skew S`` runs the process S seconds in the future: the restarted worker
+finds its timers due without anybody sleeping on wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+import anyio
+
+from durable import DurableContext, Engine, RetryPolicy, StepSemantics, SystemClock
+
+
+class SkewedClock(SystemClock):
+    """The system clock, ``offset`` seconds ahead."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    async def wait(
+        self, event: anyio.Event, deadline: float | None, max_real: float = math.inf
+    ) -> None:
+        shifted = None if deadline is None else deadline - self.offset
+        await super().wait(event, shifted, max_real)
+
+
+def build(db: str, marks: str, skew: float) -> Engine:
+    engine = Engine(db, clock=SkewedClock(skew), poll_interval=0.05)
+
+    def mark(text: str) -> None:
+        with open(marks, "a") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    async def slow(label: str) -> str:
+        mark(f"{label} started")
+        if os.environ.get("CRASH_APP_HANG") == label:
+            await anyio.sleep(3600)  # the test kills the process here
+        mark(f"{label} finished")
+        return f"{label} done"
+
+    @engine.workflow
+    async def mid_step(ctx: DurableContext, semantics: str) -> list[str]:
+        first = await ctx.step(lambda: mark("first ran") or "first done", name="first")
+        try:
+            second = await ctx.step(
+                slow,
+                "second",
+                name="second",
+                semantics=StepSemantics(semantics),
+                retry=RetryPolicy(max_attempts=2, initial_delay=0),
+            )
+        except Exception as exc:
+            second = f"{type(exc).__name__}: {exc}"
+        return [first, second]
+
+    @engine.workflow
+    async def mid_wait(ctx: DurableContext) -> str:
+        await ctx.step(lambda: mark("before ran"), name="before")
+        await ctx.wait(3600, name="pause")
+        await ctx.step(lambda: mark("after ran"), name="after")
+        return "waited"
+
+    return engine
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("db")
+    parser.add_argument("marks")
+    parser.add_argument("command", choices=["run", "resume"])
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("--skew", type=float, default=0.0)
+    ns = parser.parse_args()
+    engine = build(ns.db, ns.marks, ns.skew)
+    async with engine:
+        if ns.command == "run":
+            workflow, execution_id, *rest = ns.args
+            handle = await engine.start(
+                workflow, rest[0] if rest else None, execution_id=execution_id
+            )
+        else:
+            handle = engine.handle(ns.args[0])
+        result = await handle.result(timeout=60)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    anyio.run(main)

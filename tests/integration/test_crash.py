@@ -1,0 +1,151 @@
+"""Durability: kill a real worker process with SIGKILL mid-workflow, restart it, check
+that no checkpoint was lost and no step ran more often than its semantics allow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable import Engine, HistoryEvent
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn(
+    db: Path, marks: Path, *args: str, hang: str = "", skew: float = 0
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "CRASH_APP_HANG": hang, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.crash_app",
+            str(db),
+            str(marks),
+            *args,
+            "--skew",
+            str(skew),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_mark(marks: Path, text: str, proc: subprocess.Popen[str], limit: float = 30) -> None:
+    """Wait (polling a file, not a timer) until the worker process has written ``text``."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if marks.exists() and text in marks.read_text().splitlines():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited early: {proc.communicate()}")
+        time.sleep(0.02)
+    raise AssertionError(f"worker never wrote {text!r}")
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    proc.communicate()
+
+
+def finish(proc: subprocess.Popen[str]) -> Any:
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+async def history(db: Path, execution_id: str) -> list[HistoryEvent]:
+    async with Engine(str(db), worker=False) as client:
+        return await client.history(execution_id)
+
+
+def count(marks: Path, text: str) -> int:
+    return marks.read_text().splitlines().count(text)
+
+
+def types_of(events: list[HistoryEvent]) -> list[str]:
+    return [event.event_type for event in events]
+
+
+async def test_sigkill_mid_step_at_least_once_reruns_only_the_unfinished_step(
+    tmp_path: Path,
+) -> None:
+    db, marks = tmp_path / "w.db", tmp_path / "marks"
+    worker = spawn(db, marks, "run", "mid_step", "e1", "AT_LEAST_ONCE_PER_RETRY", hang="second")
+    wait_for_mark(marks, "second started", worker)
+    kill(worker)
+    before = await history(db, "e1")
+    assert types_of(before)[:3] == ["ExecutionStarted", "StepStarted", "StepSucceeded"]
+
+    restarted = spawn(db, marks, "resume", "e1")
+    assert finish(restarted) == ["first done", "second done"]
+    after = await history(db, "e1")
+    assert [e.raw for e in after[: len(before)]] == [e.raw for e in before]  # nothing lost
+    assert count(marks, "first ran") == 1
+    assert count(marks, "second started") == 2  # re-run: it had not completed
+    assert count(marks, "second finished") == 1
+    exits = [e for e in after if e.event_type == "InvocationCompleted" and "error" in e.details]
+    assert [e.details["error"].type for e in exits] == ["Runtime.ExitError"]
+    second = [e for e in after if e.name == "second"]
+    assert [e.event_type for e in second] == ["StepStarted", "StepSucceeded"]
+    assert second[-1].details["attempt"] == 1  # the same attempt, run again
+    assert types_of(after)[-2:] == ["InvocationCompleted", "ExecutionSucceeded"]
+
+
+async def test_sigkill_mid_step_at_most_once_never_reruns_the_attempt(tmp_path: Path) -> None:
+    db, marks = tmp_path / "w.db", tmp_path / "marks"
+    worker = spawn(db, marks, "run", "mid_step", "e2", "AT_MOST_ONCE_PER_RETRY", hang="second")
+    wait_for_mark(marks, "second started", worker)
+    kill(worker)
+    before = await history(db, "e2")
+    assert types_of(before)[-1] == "StepStarted"  # the start was durable before the body ran
+
+    restarted = spawn(db, marks, "resume", "e2")
+    assert finish(restarted) == ["first done", "second done"]
+    after = await history(db, "e2")
+    assert [e.raw for e in after[: len(before)]] == [e.raw for e in before]
+    assert count(marks, "first ran") == 1
+    assert count(marks, "second started") == 2  # attempt 1 (killed) and attempt 2, never 1 again
+    second = [e for e in after if e.name == "second"]
+    assert [(e.event_type, e.details["attempt"]) for e in second] == [
+        ("StepStarted", 1),
+        ("StepFailed", 1),
+        ("StepStarted", 2),
+        ("StepSucceeded", 2),
+    ]
+    assert second[1].details["error"].type == "StepInterruptedError"
+
+
+async def test_sigkill_mid_wait_keeps_the_timer_and_fires_it_once(tmp_path: Path) -> None:
+    db, marks = tmp_path / "w.db", tmp_path / "marks"
+    worker = spawn(db, marks, "run", "mid_wait", "e3")
+    wait_for_mark(marks, "before ran", worker)
+    # the wait is recorded once the invocation ends; read it from outside
+    end = time.monotonic() + 30
+    while "WaitStarted" not in types_of(before := await history(db, "e3")):
+        assert time.monotonic() < end, "the wait was never recorded"
+        time.sleep(0.02)
+    kill(worker)
+
+    restarted = spawn(db, marks, "resume", "e3", skew=3601)  # an hour later
+    assert finish(restarted) == "waited"
+    after = await history(db, "e3")
+    assert [e.raw for e in after[: len(before)]] == [e.raw for e in before]
+    assert count(marks, "before ran") == 1
+    assert count(marks, "after ran") == 1
+    assert types_of(after).count("WaitStarted") == 1
+    assert types_of(after).count("WaitSucceeded") == 1
