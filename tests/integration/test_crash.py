@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from durable import Engine, HistoryEvent
@@ -138,7 +139,7 @@ async def test_sigkill_mid_wait_keeps_the_timer_and_fires_it_once(tmp_path: Path
     end = time.monotonic() + 30
     while "WaitStarted" not in types_of(before := await history(db, "e3")):
         assert time.monotonic() < end, "the wait was never recorded"
-        time.sleep(0.02)
+        await anyio.sleep(0.02)
     kill(worker)
 
     restarted = spawn(db, marks, "resume", "e3", skew=3601)  # an hour later
