@@ -219,6 +219,9 @@ class Invocation:
         workflow = self.rt.workflows[self.row.workflow]
         while True:
             self._step_ready()
+            if self.row.deadline is not None and self.now() >= self.row.deadline:
+                await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error(workflow))
+                return
             if self._fatal is not None:
                 await self._end(ExecutionStatus.FAILED, None, ErrorInfo.from_exception(self._fatal))
                 return

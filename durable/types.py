@@ -25,6 +25,11 @@ __all__ = [
 
 T = TypeVar("T")
 
+MAX_ERROR_MESSAGE = 16 * 1024
+"""Recorded error messages are cut at this many characters (the log must stay small)."""
+MAX_STACK_FRAMES = 30
+"""Recorded stacks keep the innermost frames only."""
+
 _HIDDEN_FRAMES = (
     os.path.dirname(os.path.abspath(__file__)) + os.sep,
     os.sep + "anyio" + os.sep,
@@ -40,7 +45,7 @@ def _user_frames(exc: BaseException) -> list[str]:
         for frame in traceback.extract_tb(exc.__traceback__)
         if not any(part in frame.filename for part in _HIDDEN_FRAMES)
     ]
-    return [line.rstrip("\n") for line in traceback.format_list(frames)]
+    return [line.rstrip("\n") for line in traceback.format_list(frames[-MAX_STACK_FRAMES:])]
 
 
 Duration = timedelta | float | int
@@ -115,6 +120,8 @@ class ErrorInfo(msgspec.Struct, frozen=True, omit_defaults=True):
             error_type = type(exc).__name__
         if not isinstance(message, str):
             message = str(exc)
+        if len(message) > MAX_ERROR_MESSAGE:
+            message = message[:MAX_ERROR_MESSAGE] + "... (truncated)"
         return cls(type=error_type, message=message, stack=_user_frames(exc))
 
 

@@ -632,3 +632,46 @@ async def test_shutdown_mid_step_releases_the_execution(tmp_path: Path) -> None:
     ]
     assert shutdown[0].details["error"].type == "Runtime.Shutdown"
     assert [e.event_type for e in history].count("StepStarted") == 1
+
+
+async def test_workflow_timeout_fires_while_a_step_runs(
+    clock_engine: tuple[VirtualClock, Engine],
+) -> None:
+    clock, engine = clock_engine
+    started = anyio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await anyio.Event().wait()
+
+    @engine.workflow(timeout=60)
+    async def wf(ctx: DurableContext) -> None:
+        await ctx.step(hangs)
+
+    async with engine:
+        handle = await engine.start(wf)
+        await started.wait()
+        clock.advance(60)
+        with pytest.raises(ExecutionFailedError) as info:
+            await handle.result()
+        history = await engine.history(handle.execution_id)
+    assert info.value.status == "TIMED_OUT"
+    assert history[-1].event_type == "ExecutionTimedOut"
+    assert engine.worker.active == {}
+
+
+async def test_huge_error_messages_are_truncated(clock_engine: tuple[VirtualClock, Engine]) -> None:
+    _, engine = clock_engine
+
+    def loud() -> None:
+        raise ValueError("x" * 1_000_000)
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> None:
+        await ctx.step(loud, retry=RetryPolicy.none())
+
+    async with engine:
+        with pytest.raises(ExecutionFailedError) as info:
+            await engine.run(wf)
+    assert len(info.value.error.message) < 20_000
+    assert info.value.error.message.endswith("(truncated)")
