@@ -100,6 +100,7 @@ class Invocation:
         self._launch: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._fatal: DurableError | None = None
+        self.store_failure: ErrorInfo | None = None
         self.ended = False
         """Set once the invocation wrote its last checkpoint (or lost its lease)."""
 
@@ -149,23 +150,27 @@ class Invocation:
     # -- driving -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the invocation to its end; never raises for workflow errors."""
+        """Run the invocation to its end; never raises for workflow or store errors."""
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                await self._drive()
-                tg.cancel_scope.cancel()
-        except LeaseLostError:
-            self.ended = True
-            self.logger.warning(
-                "lease lost; another worker owns the execution now", execution_id=self.execution_id
-            )
-        except StoreError as exc:
-            self.logger.error(
-                "store refused a checkpoint; the execution will be retried",
-                execution_id=self.execution_id,
-                error=str(exc),
-            )
+                try:
+                    await self._drive()
+                except LeaseLostError:
+                    self.ended = True
+                    self.logger.warning(
+                        "lease lost; another worker owns the execution now",
+                        execution_id=self.execution_id,
+                    )
+                except StoreError as exc:
+                    self.store_failure = ErrorInfo(type="Runtime.StoreError", message=str(exc))
+                    self.logger.error(
+                        "store refused a checkpoint; the execution will be retried",
+                        execution_id=self.execution_id,
+                        error=str(exc),
+                    )
+                finally:
+                    tg.cancel_scope.cancel()  # running step attempts end with the invocation
         finally:
             self._close_fibers()
 
@@ -376,14 +381,15 @@ class Invocation:
             self.ended = True
 
     async def release(self) -> None:
-        """Give the execution back after a shutdown cut this invocation short."""
-        self.record(
-            Event(
-                t=EventType.INVOCATION_COMPLETED,
-                ts=self.now(),
-                error=ErrorInfo(type="Runtime.Shutdown", message="the worker shut down"),
-            )
+        """Give the execution back after this invocation was cut short.
+
+        Records why (``Runtime.Shutdown``, or ``Runtime.StoreError`` after the store refused
+        a checkpoint) and makes the execution due at once.
+        """
+        error = self.store_failure or ErrorInfo(
+            type="Runtime.Shutdown", message="the worker shut down"
         )
+        self.record(Event(t=EventType.INVOCATION_COMPLETED, ts=self.now(), error=error))
         await self._flush(release=True, wake_at=self.now())
 
     def _close_fibers(self) -> None:

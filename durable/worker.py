@@ -52,6 +52,7 @@ class Worker:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.active: dict[str, Invocation | None] = {}
+        self._orphans: list[Lease] = []
         self._nudge = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self.idle = anyio.Event()
@@ -99,6 +100,7 @@ class Worker:
         while True:
             self._nudge = anyio.Event()
             try:
+                await self._release_orphans()
                 next_wake = await store.next_wake_at(rt.owner)
                 now = clock.now()
                 free = self.concurrency - len(self.active)
@@ -113,12 +115,18 @@ class Worker:
             except StoreError as exc:
                 rt.logger.error("worker loop could not read the store", error=str(exc))
                 next_wake = None
-            if not self.active and not self._nudge.is_set():
+            if not self.active and not self._orphans and not self._nudge.is_set():
                 self.idle.set()
             deadline = next_wake if next_wake is not None and next_wake > clock.now() else None
             if len(self.active) >= self.concurrency:
                 deadline = None
             await clock.wait(self._nudge, deadline, self.poll_interval)
+
+    async def _release_orphans(self) -> None:
+        store, clock = self.rt.store, self.rt.clock
+        while self._orphans:
+            await store.release(self._orphans[0], wake_at=clock.now(), now=clock.now())
+            self._orphans.pop(0)
 
     def _spawn(self, lease: Lease, row: ExecutionRow | None, events: list[bytes] | None) -> None:
         assert self._tg is not None
@@ -149,8 +157,11 @@ class Worker:
                     try:
                         await inv.release()
                     except StoreError as exc:
+                        # Keep trying from the loop: a lease this worker holds but no longer
+                        # runs would otherwise wait for another process to take it over.
+                        self._orphans.append(lease)
                         rt.logger.warning(
-                            "could not release execution on shutdown",
+                            "could not release execution; will retry",
                             execution_id=lease.execution_id,
                             error=str(exc),
                         )

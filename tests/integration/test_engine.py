@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,9 +28,11 @@ from durable import (
     SerializationError,
     StepError,
     StepTimeoutError,
+    StoreError,
     VirtualClock,
     WorkflowNotFoundError,
 )
+from durable.stores import SQLiteStore
 from tests.helpers import drive, settle
 
 EngineFactory = Callable[..., Engine]
@@ -675,3 +678,57 @@ async def test_huge_error_messages_are_truncated(clock_engine: tuple[VirtualCloc
             await engine.run(wf)
     assert len(info.value.error.message) < 20_000
     assert info.value.error.message.endswith("(truncated)")
+
+
+async def test_a_locked_database_loses_nothing_and_the_execution_resumes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    clock = VirtualClock()
+    engine = Engine(
+        store=SQLiteStore(str(path), busy_timeout=0.05), clock=clock, poll_interval=0.02
+    )
+    release_step = anyio.Event()
+    runs: list[str] = []
+
+    async def first() -> str:
+        runs.append("first")
+        return "one"
+
+    async def second() -> str:
+        runs.append("second")
+        await release_step.wait()
+        return "two"
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> list[str]:
+        return [await ctx.step(first), await ctx.step(second)]
+
+    with structlog.testing.capture_logs() as logs:
+        async with engine:
+            handle = await engine.start(wf, execution_id="locked")
+            while runs != ["first", "second"]:
+                await anyio.lowlevel.checkpoint()
+            blocker = sqlite3.connect(path, timeout=0)
+            blocker.execute("BEGIN EXCLUSIVE")
+            release_step.set()  # its checkpoint now meets the lock
+            while not any("will retry" in entry["event"] for entry in logs):
+                await anyio.sleep(0.01)  # the checkpoint and the release both met the lock
+            blocker.rollback()
+            blocker.close()
+            assert await handle.result(timeout=30) == ["one", "two"]
+            history = await engine.history("locked")
+    assert runs.count("first") == 1  # its checkpoint was committed before the lock
+    assert runs.count("second") == 2  # re-run: its checkpoint never was (at least once)
+    succeeded = [e.name for e in history if e.event_type == "StepSucceeded"]
+    assert succeeded == ["first", "second"]
+
+
+async def test_a_file_that_is_not_a_durable_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("my precious notes\n" * 100)
+    engine = Engine(str(path))
+    with pytest.raises(StoreError, match="not a durable database"):
+        async with engine:
+            pass
+    assert path.read_text() == "my precious notes\n" * 100

@@ -1,0 +1,461 @@
+"""Step throughput and replay throughput of ``durable`` on one SQLite file, next to raw SQLite.
+
+Run from the repository root::
+
+    python benchmarks/bench_steps.py [--steps 2000] [--replay-steps 10000] [--repeat 3] [--dir DIR]
+
+What it measures (every database is a fresh file in one directory on the disk it reports):
+
+* **raw**: what SQLite alone does with the engine's settings (WAL, ``synchronous=FULL``):
+  one ~100-byte INSERT per transaction (each commit is an fsync), 1,000 rows per transaction,
+  and reading back 100k msgpack-encoded ``StepSucceeded`` events in order and decoding them.
+* **S1**: one workflow running ``--steps`` trivial async steps one after the other, from
+  ``engine.start`` to the result. Every step is checkpointed before the workflow moves on, so
+  the ceiling is the raw commit rate.
+* **S3**: replay. A workflow records ``--replay-steps`` steps and then suspends on a one-hour
+  ``ctx.wait``. A new engine on a copy of that file, with a virtual clock set past the timer,
+  picks the execution up, replays every step from the history and finishes it; timed from
+  ``async with engine`` to ``handle.result()``. The pure core (decode the stored rows, fold
+  them into a ``ReplayState``) is timed alone to separate it from the driver and the store.
+
+It only prints figures; nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+from _machine import MEMORY_FILESYSTEMS, filesystem_of, print_machine
+
+from durable import DurableContext, Engine, VirtualClock
+from durable.events import Event, EventType, SubType, decode_events, encode_event
+from durable.replay import ReplayState, operation_id
+from durable.stores import SQLiteStore
+
+RAW_COMMIT_ROWS = 2_000
+RAW_BATCH_SIZE = 1_000
+RAW_BATCHES = 50
+RAW_READ_EVENTS = 100_000
+REPLAY_EXECUTION_ID = "bench-replay"
+TIMER_SECONDS = 3600.0
+
+
+# -- the workflows -------------------------------------------------------------------------
+
+
+async def noop(i: int) -> int:
+    return i
+
+
+async def sequential_steps(ctx: DurableContext, n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await ctx.step(noop, i)
+    return total
+
+
+async def steps_then_wait(ctx: DurableContext, n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await ctx.step(noop, i)
+    await ctx.wait(TIMER_SECONDS)
+    return total
+
+
+def make_engine(path: Path, **kwargs: object) -> Engine:
+    engine = Engine(str(path), **kwargs)  # type: ignore[arg-type]
+    engine.workflow(sequential_steps)
+    engine.workflow(steps_then_wait)
+    return engine
+
+
+def expected_sum(n: int) -> int:
+    return n * (n - 1) // 2
+
+
+def check(what: str, got: object, expected: object) -> None:
+    if got != expected:
+        raise RuntimeError(f"{what}: got {got!r}, expected {expected!r}")
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    """One line of the table: a rate measured ``len(values)`` times (higher is better)."""
+
+    name: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> float:
+        return max(self.values)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+
+def measure(figure: Figure, repeat: int, once: Callable[[], float]) -> Figure:
+    for _ in range(repeat):
+        figure.values.append(once())
+    return figure
+
+
+def fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 1:
+        return f"{value:,.2f}"
+    return f"{value:.3f}"
+
+
+# -- raw SQLite ------------------------------------------------------------------------------
+
+
+def raw_connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    return conn
+
+
+def raw_commits(path: Path, rows: int) -> float:
+    """Commits/s: one ~100-byte row per ``BEGIN IMMEDIATE ... COMMIT``."""
+    blob = os.urandom(100)
+    conn = raw_connect(path)
+    try:
+        start = time.perf_counter()
+        for _ in range(rows):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (data) VALUES (?)", (blob,))
+            conn.execute("COMMIT")
+        return rows / (time.perf_counter() - start)
+    finally:
+        conn.close()
+
+
+def raw_batches(path: Path, batches: int, size: int) -> float:
+    """Rows/s: ``size`` rows per transaction."""
+    blob = os.urandom(100)
+    params = [(blob,)] * size
+    conn = raw_connect(path)
+    try:
+        start = time.perf_counter()
+        for _ in range(batches):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO t (data) VALUES (?)", params)
+            conn.execute("COMMIT")
+        return batches * size / (time.perf_counter() - start)
+    finally:
+        conn.close()
+
+
+def step_succeeded_rows(count: int) -> list[bytes]:
+    """``count`` encoded ``StepSucceeded`` events shaped like the engine's own."""
+    now = time.time()
+    return [
+        encode_event(
+            Event(
+                t=EventType.STEP_SUCCEEDED,
+                ts=now + i * 1e-4,
+                id=operation_id(None, i + 1),
+                st=SubType.STEP.value,
+                name="noop",
+                result=msgspec.msgpack.encode(i),
+                attempt=1,
+            )
+        )
+        for i in range(count)
+    ]
+
+
+def raw_read_setup(path: Path, count: int) -> None:
+    conn = raw_connect(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO t (seq, data) VALUES (?, ?)", enumerate(step_succeeded_rows(count), 1)
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def raw_read_decode(path: Path) -> float:
+    """Events/s: ``SELECT data ... ORDER BY seq`` plus ``decode_events`` over every row."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        start = time.perf_counter()
+        rows = [data for (data,) in conn.execute("SELECT data FROM t ORDER BY seq")]
+        events = decode_events(rows)
+        elapsed = time.perf_counter() - start
+    finally:
+        conn.close()
+    return len(events) / elapsed
+
+
+# -- S1: sequential steps --------------------------------------------------------------------
+
+
+async def s1_once(path: Path, steps: int) -> float:
+    engine = make_engine(path)
+    async with engine:
+        start = time.perf_counter()
+        result = await engine.run("sequential_steps", steps)
+        elapsed = time.perf_counter() - start
+    check("S1 result", result, expected_sum(steps))
+    return steps / elapsed
+
+
+# -- S3: replay ------------------------------------------------------------------------------
+
+
+async def s3_record(path: Path, steps: int) -> list[bytes]:
+    """Record ``steps`` steps and a pending timer; returns the stored history rows.
+
+    Only the set-up: it runs with ``synchronous=NORMAL`` (no fsync per step) to keep the
+    script quick; the file it leaves is the same as with ``FULL``.
+    """
+    engine = make_engine(path, store=SQLiteStore(path, synchronous="NORMAL"))
+    async with engine:
+        await engine.start("steps_then_wait", steps, execution_id=REPLAY_EXECUTION_ID)
+        await engine.wait_idle()  # the invocation has suspended on the timer
+    client = Engine(str(path), worker=False)
+    async with client:
+        execution = await client.get(REPLAY_EXECUTION_ID)
+        check("S3 status after recording", execution.status.value, "RUNNING")
+        loaded = await client.store.load(REPLAY_EXECUTION_ID)
+    assert loaded is not None
+    rows = loaded[1]
+    check("S3 history length", len(rows), 2 * steps + 3)
+    check("S3 last event", decode_events(rows[-2:])[0].t, EventType.WAIT_STARTED.value)
+    return rows
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy (``-wal`` included) through SQLite's backup API."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+@dataclass
+class ReplayRun:
+    elapsed: float  # async with entry -> result()
+    opened: float  # async with entry -> engine open (store migrated, worker started)
+
+
+async def s3_replay_once(path: Path, steps: int) -> ReplayRun:
+    # The recorded timestamps come from the system clock; the timer is due an hour later.
+    clock = VirtualClock(start=time.time() + TIMER_SECONDS + 1)
+    engine = make_engine(path, clock=clock)
+    start = time.perf_counter()
+    async with engine:
+        opened = time.perf_counter() - start
+        result = await engine.handle(REPLAY_EXECUTION_ID).result()
+        elapsed = time.perf_counter() - start
+    check("S3 result", result, expected_sum(steps))
+    return ReplayRun(elapsed=elapsed, opened=opened)
+
+
+async def s3_load_once(path: Path) -> tuple[float, int]:
+    client = Engine(str(path), worker=False)
+    async with client:
+        start = time.perf_counter()
+        loaded = await client.store.load(REPLAY_EXECUTION_ID)
+        elapsed = time.perf_counter() - start
+    assert loaded is not None
+    return elapsed, len(loaded[1])
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def choose_directory(requested: str | None) -> tuple[Path, str]:
+    """A fresh directory for the databases, and why it is where it is."""
+    if requested is not None:
+        base = Path(requested)
+        base.mkdir(parents=True, exist_ok=True)
+        why = "--dir"
+    else:
+        tmp = tempfile.gettempdir()
+        if filesystem_of(tmp)["type"] in MEMORY_FILESYSTEMS:
+            base, why = Path.cwd(), f"{tmp} is a memory filesystem, so the current directory"
+        else:
+            base, why = Path(tmp), f"{tmp} is on disk"
+    return Path(tempfile.mkdtemp(prefix="durable-bench-", dir=base)), why
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=2000, help="S1: steps per workflow")
+    parser.add_argument(
+        "--replay-steps", type=int, default=10_000, help="S3: steps recorded, then replayed"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure")
+    parser.add_argument("--dir", help="where to create the databases (default: temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the database files")
+    args = parser.parse_args(argv)
+    for name in ("steps", "replay_steps", "repeat"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    workdir, why = choose_directory(args.dir)
+    print(f"command: {shlex.join(sys.orig_argv)}")
+    print_machine(workdir)
+    print(f"databases in {workdir} ({why})")
+    print()
+    began = time.perf_counter()
+    try:
+        figures, ratios = run(workdir, args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print_table(figures, ratios)
+    print(f"\ntotal time {time.perf_counter() - began:.1f} s")
+
+
+_counter = iter(range(1_000_000))
+
+
+def fresh(workdir: Path, stem: str) -> Path:
+    return workdir / f"{stem}-{next(_counter)}.db"
+
+
+def run(workdir: Path, args: argparse.Namespace) -> tuple[list[Figure], list[tuple[str, str]]]:
+    repeat = args.repeat
+    progress = sys.stderr
+
+    print("raw SQLite ...", file=progress, flush=True)
+    raw_commit = measure(
+        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
+        repeat,
+        lambda: raw_commits(fresh(workdir, "raw-commit"), RAW_COMMIT_ROWS),
+    )
+    raw_batch = measure(
+        Figure(f"raw: {RAW_BATCH_SIZE:,} rows per commit", "rows/s"),
+        repeat,
+        lambda: raw_batches(fresh(workdir, "raw-batch"), RAW_BATCHES, RAW_BATCH_SIZE),
+    )
+    read_path = fresh(workdir, "raw-read")
+    raw_read_setup(read_path, RAW_READ_EVENTS)
+    raw_read = measure(
+        Figure(f"raw: SELECT + decode_events ({RAW_READ_EVENTS:,} events)", "events/s"),
+        repeat,
+        lambda: raw_read_decode(read_path),
+    )
+
+    print(f"S1: {args.steps:,} sequential steps x {repeat} ...", file=progress, flush=True)
+    s1 = measure(
+        Figure(f"S1: sequential steps ({args.steps:,} per workflow)", "steps/s"),
+        repeat,
+        lambda: asyncio.run(s1_once(fresh(workdir, "s1"), args.steps)),
+    )
+
+    m = args.replay_steps
+    print(f"S3: recording {m:,} steps ...", file=progress, flush=True)
+    master = fresh(workdir, "s3-master")
+    rows = asyncio.run(s3_record(master, m))
+    n_events = len(rows)
+    print(f"S3: replaying {n_events:,} events x {repeat} ...", file=progress, flush=True)
+    replays: list[ReplayRun] = []
+    for _ in range(repeat):
+        copy = fresh(workdir, "s3-replay")
+        copy_database(master, copy)
+        replays.append(asyncio.run(s3_replay_once(copy, m)))
+    s3_events = Figure(
+        f"S3: replay, engine end to end ({n_events:,} events)",
+        "events/s",
+        [n_events / r.elapsed for r in replays],
+    )
+    s3_steps = Figure(f"S3: replay ({m:,} steps)", "steps/s", [m / r.elapsed for r in replays])
+    s3_open = Figure(
+        "S3:   of which engine open (async with entry)",
+        "ms",
+        [r.opened * 1000 for r in replays],
+    )
+    loads = [asyncio.run(s3_load_once(master)) for _ in range(repeat)]
+    s3_load = Figure(
+        "S3: store.load of the history", "events/s", [count / secs for secs, count in loads]
+    )
+    s3_core = measure(
+        Figure("S3: pure core: from_events(decode_events(rows))", "events/s"),
+        repeat,
+        lambda: n_events / timed(lambda: ReplayState.from_events(decode_events(rows))),
+    )
+    s3_decode = measure(
+        Figure("S3:   decode_events alone", "events/s"),
+        repeat,
+        lambda: n_events / timed(lambda: decode_events(rows)),
+    )
+    events = decode_events(rows)
+    s3_fold = measure(
+        Figure("S3:   ReplayState.from_events alone", "events/s"),
+        repeat,
+        lambda: n_events / timed(lambda: ReplayState.from_events(events)),
+    )
+
+    figures = [raw_commit, raw_batch, raw_read, s1, s3_events, s3_steps, s3_open, s3_load]
+    figures += [s3_core, s3_decode, s3_fold]
+    per_step = 1e6 / s1.median
+    per_event = 1e6 / s3_events.median
+    ratios = [
+        ("S1 steps/s / raw commits/s", ratio(s1, raw_commit)),
+        ("S3 events/s / raw read+decode events/s", ratio(s3_events, raw_read)),
+        ("S3 events/s / pure-core events/s", ratio(s3_events, s3_core)),
+        ("S1 time per step (median)", f"{per_step:,.0f} us"),
+        ("S3 time per replayed event (median)", f"{per_event:,.1f} us"),
+    ]
+    return figures, ratios
+
+
+def ratio(a: Figure, b: Figure) -> str:
+    return f"{a.best / b.best:.3f} (best)  {a.median / b.median:.3f} (median)"
+
+
+def print_table(figures: list[Figure], ratios: list[tuple[str, str]]) -> None:
+    width = max(len(f.name) for f in figures)
+    print(f"{'figure':<{width}}  {'best':>12}  {'median':>12}  unit")
+    print(f"{'-' * width}  {'-' * 12}  {'-' * 12}  {'-' * 9}")
+    for f in figures:
+        # For durations (ms) the best is the smallest.
+        best = min(f.values) if f.unit == "ms" else f.best
+        print(f"{f.name:<{width}}  {fmt(best):>12}  {fmt(f.median):>12}  {f.unit}")
+    print()
+    width = max(len(name) for name, _ in ratios)
+    for name, value in ratios:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
