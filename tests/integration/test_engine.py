@@ -712,7 +712,7 @@ async def test_a_locked_database_loses_nothing_and_the_execution_resumes(
             blocker = sqlite3.connect(path, timeout=0)
             blocker.execute("BEGIN EXCLUSIVE")
             release_step.set()  # its checkpoint now meets the lock
-            while not any("will retry" in entry["event"] for entry in logs):
+            while not any("will retry" in entry["event"] for entry in logs):  # noqa: ASYNC110 - polling captured logs
                 await anyio.sleep(0.01)  # the checkpoint and the release both met the lock
             blocker.rollback()
             blocker.close()
