@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine_info", "print_machine", "filesystem_of", "MEMORY_FILESYSTEMS"]
+__all__ = ["MEMORY_FILESYSTEMS", "filesystem_of", "machine_info", "print_machine"]
 
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "devtmpfs"})
 """Filesystems where fsync costs nothing: commit figures measured there mean little."""
@@ -130,6 +130,7 @@ def print_machine(
     """Print the machine block; returns what it printed."""
     out = file if file is not None else sys.stdout
     info = machine_info(directory)
+    where = info["directory"]
     shown = {key: value for key, value in info.items() if key != "fs_type"}
     width = max(len(key) for key in shown)
     print("machine", file=out)
@@ -137,13 +138,8 @@ def print_machine(
         print(f"  {key:<{width}}  {value}", file=out)
     if info["fs_type"] in MEMORY_FILESYSTEMS:
         print(
-            f"  WARNING: {where_text(info)} is a memory filesystem; fsync is free there, "
-            "so commit figures are not those of a real disk",
+            f"  WARNING: {where} is on {info['fs_type']}, where fsync is free: commit figures "
+            "measured there are not those of a real disk",
             file=out,
         )
     return info
-
-
-def where_text(info: dict[str, Any]) -> str:
-    """``directory (fs type)`` for messages."""
-    return f"{info['directory']} ({info['fs_type']})"

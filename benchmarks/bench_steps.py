@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shlex
 import shutil
@@ -49,6 +50,7 @@ RAW_COMMIT_ROWS = 2_000
 RAW_BATCH_SIZE = 1_000
 RAW_BATCHES = 50
 RAW_READ_EVENTS = 100_000
+RAW_BLOB_BYTES = 100
 REPLAY_EXECUTION_ID = "bench-replay"
 TIMER_SECONDS = 3600.0
 
@@ -75,8 +77,10 @@ async def steps_then_wait(ctx: DurableContext, n: int) -> int:
     return total
 
 
-def make_engine(path: Path, **kwargs: object) -> Engine:
-    engine = Engine(str(path), **kwargs)  # type: ignore[arg-type]
+def make_engine(
+    path: Path, *, clock: VirtualClock | None = None, store: SQLiteStore | None = None
+) -> Engine:
+    engine = Engine(str(path), clock=clock, store=store)
     engine.workflow(sequential_steps)
     engine.workflow(steps_then_wait)
     return engine
@@ -87,6 +91,7 @@ def expected_sum(n: int) -> int:
 
 
 def check(what: str, got: object, expected: object) -> None:
+    """A correctness check of what was measured (never of how long it took)."""
     if got != expected:
         raise RuntimeError(f"{what}: got {got!r}, expected {expected!r}")
 
@@ -96,15 +101,19 @@ def check(what: str, got: object, expected: object) -> None:
 
 @dataclass
 class Figure:
-    """One line of the table: a rate measured ``len(values)`` times (higher is better)."""
+    """One line of the table, measured once per repeat.
+
+    ``higher_is_better`` is true for rates and false for durations.
+    """
 
     name: str
     unit: str
     values: list[float] = field(default_factory=list)
+    higher_is_better: bool = True
 
     @property
     def best(self) -> float:
-        return max(self.values)
+        return max(self.values) if self.higher_is_better else min(self.values)
 
     @property
     def median(self) -> float:
@@ -112,9 +121,14 @@ class Figure:
 
 
 def measure(figure: Figure, repeat: int, once: Callable[[], float]) -> Figure:
-    for _ in range(repeat):
-        figure.values.append(once())
+    figure.values.extend(once() for _ in range(repeat))
     return figure
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def fmt(value: float) -> str:
@@ -129,6 +143,7 @@ def fmt(value: float) -> str:
 
 
 def raw_connect(path: Path) -> sqlite3.Connection:
+    """A new file with the engine's settings: WAL, ``synchronous=FULL``."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -138,7 +153,7 @@ def raw_connect(path: Path) -> sqlite3.Connection:
 
 def raw_commits(path: Path, rows: int) -> float:
     """Commits/s: one ~100-byte row per ``BEGIN IMMEDIATE ... COMMIT``."""
-    blob = os.urandom(100)
+    blob = os.urandom(RAW_BLOB_BYTES)
     conn = raw_connect(path)
     try:
         start = time.perf_counter()
@@ -153,8 +168,7 @@ def raw_commits(path: Path, rows: int) -> float:
 
 def raw_batches(path: Path, batches: int, size: int) -> float:
     """Rows/s: ``size`` rows per transaction."""
-    blob = os.urandom(100)
-    params = [(blob,)] * size
+    params = [(os.urandom(RAW_BLOB_BYTES),)] * size
     conn = raw_connect(path)
     try:
         start = time.perf_counter()
@@ -215,6 +229,7 @@ def raw_read_decode(path: Path) -> float:
 
 
 async def s1_once(path: Path, steps: int) -> float:
+    """Steps/s of one workflow, ``start()`` to result, on the engine's default store."""
     engine = make_engine(path)
     async with engine:
         start = time.perf_counter()
@@ -230,8 +245,8 @@ async def s1_once(path: Path, steps: int) -> float:
 async def s3_record(path: Path, steps: int) -> list[bytes]:
     """Record ``steps`` steps and a pending timer; returns the stored history rows.
 
-    Only the set-up: it runs with ``synchronous=NORMAL`` (no fsync per step) to keep the
-    script quick; the file it leaves is the same as with ``FULL``.
+    This is set-up, not measured: it runs with ``synchronous=NORMAL`` (no fsync per step)
+    to keep the script quick; the file it leaves holds the same rows as with ``FULL``.
     """
     engine = make_engine(path, store=SQLiteStore(path, synchronous="NORMAL"))
     async with engine:
@@ -240,12 +255,14 @@ async def s3_record(path: Path, steps: int) -> list[bytes]:
     client = Engine(str(path), worker=False)
     async with client:
         execution = await client.get(REPLAY_EXECUTION_ID)
-        check("S3 status after recording", execution.status.value, "RUNNING")
         loaded = await client.store.load(REPLAY_EXECUTION_ID)
-    assert loaded is not None
+    check("S3 status after recording", execution.status.value, "RUNNING")
+    if loaded is None:
+        raise RuntimeError("S3: the recorded execution is missing")
     rows = loaded[1]
+    # ExecutionStarted, (StepStarted, StepSucceeded) per step, WaitStarted, InvocationCompleted
     check("S3 history length", len(rows), 2 * steps + 3)
-    check("S3 last event", decode_events(rows[-2:])[0].t, EventType.WAIT_STARTED.value)
+    check("S3 suspended on", decode_events(rows[-2:])[0].t, EventType.WAIT_STARTED.value)
     return rows
 
 
@@ -261,7 +278,7 @@ def copy_database(source: Path, target: Path) -> None:
 
 @dataclass
 class ReplayRun:
-    elapsed: float  # async with entry -> result()
+    elapsed: float  # async with entry -> handle.result() returned
     opened: float  # async with entry -> engine open (store migrated, worker started)
 
 
@@ -278,23 +295,135 @@ async def s3_replay_once(path: Path, steps: int) -> ReplayRun:
     return ReplayRun(elapsed=elapsed, opened=opened)
 
 
-async def s3_load_once(path: Path) -> tuple[float, int]:
+async def s3_load_once(path: Path) -> float:
+    """Events/s of ``store.load`` (the read a replay starts with)."""
     client = Engine(str(path), worker=False)
     async with client:
         start = time.perf_counter()
         loaded = await client.store.load(REPLAY_EXECUTION_ID)
         elapsed = time.perf_counter() - start
-    assert loaded is not None
-    return elapsed, len(loaded[1])
+    if loaded is None:
+        raise RuntimeError("S3: the recorded execution is missing")
+    return len(loaded[1]) / elapsed
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+# -- running ---------------------------------------------------------------------------------
 
 
-# -- main ------------------------------------------------------------------------------------
+class Workdir:
+    """The directory holding every database of a run, handing out fresh file names."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._numbers = itertools.count(1)
+
+    def fresh(self, stem: str) -> Path:
+        return self.path / f"{stem}-{next(self._numbers)}.db"
+
+
+def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tuple[str, str]]]:
+    repeat, n, m = args.repeat, args.steps, args.replay_steps
+
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    progress("raw SQLite ...")
+    raw_commit = measure(
+        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
+        repeat,
+        lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS),
+    )
+    raw_batch = measure(
+        Figure(f"raw: {RAW_BATCH_SIZE:,} rows per commit", "rows/s"),
+        repeat,
+        lambda: raw_batches(work.fresh("raw-batch"), RAW_BATCHES, RAW_BATCH_SIZE),
+    )
+    read_path = work.fresh("raw-read")
+    raw_read_setup(read_path, RAW_READ_EVENTS)
+    raw_read = measure(
+        Figure(f"raw: SELECT + decode_events ({RAW_READ_EVENTS:,} events)", "events/s"),
+        repeat,
+        lambda: raw_read_decode(read_path),
+    )
+
+    progress(f"S1: {n:,} sequential steps x {repeat} ...")
+    s1 = measure(
+        Figure(f"S1: sequential steps ({n:,} per workflow)", "steps/s"),
+        repeat,
+        lambda: asyncio.run(s1_once(work.fresh("s1"), n)),
+    )
+
+    progress(f"S3: recording {m:,} steps ...")
+    master = work.fresh("s3-recorded")
+    rows = asyncio.run(s3_record(master, m))
+    count = len(rows)
+    progress(f"S3: replaying {count:,} events x {repeat} ...")
+    replays: list[ReplayRun] = []
+    for _ in range(repeat):
+        copy = work.fresh("s3-replay")
+        copy_database(master, copy)
+        replays.append(asyncio.run(s3_replay_once(copy, m)))
+    s3_events = Figure(
+        f"S3: replay, engine end to end ({count:,} events)",
+        "events/s",
+        [count / r.elapsed for r in replays],
+    )
+    s3_steps = Figure(f"S3: replay ({m:,} steps)", "steps/s", [m / r.elapsed for r in replays])
+    s3_open = Figure(
+        "S3:   of which opening the engine",
+        "ms",
+        [r.opened * 1000 for r in replays],
+        higher_is_better=False,
+    )
+    s3_load = measure(
+        Figure("S3: store.load of the history", "events/s"),
+        repeat,
+        lambda: asyncio.run(s3_load_once(master)),
+    )
+    s3_core = measure(
+        Figure("S3: pure core: from_events(decode_events(rows))", "events/s"),
+        repeat,
+        lambda: count / timed(lambda: ReplayState.from_events(decode_events(rows))),
+    )
+    s3_decode = measure(
+        Figure("S3:   decode_events alone", "events/s"),
+        repeat,
+        lambda: count / timed(lambda: decode_events(rows)),
+    )
+    events = decode_events(rows)
+    s3_fold = measure(
+        Figure("S3:   ReplayState.from_events alone", "events/s"),
+        repeat,
+        lambda: count / timed(lambda: ReplayState.from_events(events)),
+    )
+
+    figures = [raw_commit, raw_batch, raw_read, s1]
+    figures += [s3_events, s3_steps, s3_open, s3_load, s3_core, s3_decode, s3_fold]
+    ratios = [
+        ("S1 steps/s / raw commits/s", ratio(s1, raw_commit)),
+        ("S3 events/s / raw read+decode events/s", ratio(s3_events, raw_read)),
+        ("S3 events/s / pure-core events/s", ratio(s3_events, s3_core)),
+        ("S1 time per step (median)", f"{1e6 / s1.median:,.0f} us"),
+        ("raw time per commit (median)", f"{1e6 / raw_commit.median:,.0f} us"),
+        ("S3 time per replayed step (median)", f"{1e6 / s3_steps.median:,.1f} us"),
+    ]
+    return figures, ratios
+
+
+def ratio(a: Figure, b: Figure) -> str:
+    return f"{a.best / b.best:.3f} (best/best)  {a.median / b.median:.3f} (median/median)"
+
+
+def print_table(figures: list[Figure], ratios: list[tuple[str, str]]) -> None:
+    width = max(len(f.name) for f in figures)
+    print(f"{'figure':<{width}}  {'best':>12}  {'median':>12}  unit")
+    print(f"{'-' * width}  {'-' * 12}  {'-' * 12}  {'-' * 9}")
+    for f in figures:
+        print(f"{f.name:<{width}}  {fmt(f.best):>12}  {fmt(f.median):>12}  {f.unit}")
+    print()
+    width = max(len(name) for name, _ in ratios)
+    for name, value in ratios:
+        print(f"{name:<{width}}  {value}")
 
 
 def choose_directory(requested: str | None) -> tuple[Path, str]:
@@ -306,20 +435,20 @@ def choose_directory(requested: str | None) -> tuple[Path, str]:
     else:
         tmp = tempfile.gettempdir()
         if filesystem_of(tmp)["type"] in MEMORY_FILESYSTEMS:
-            base, why = Path.cwd(), f"{tmp} is a memory filesystem, so the current directory"
+            base, why = Path.cwd(), f"{tmp} is a memory filesystem: using the current directory"
         else:
             base, why = Path(tmp), f"{tmp} is on disk"
     return Path(tempfile.mkdtemp(prefix="durable-bench-", dir=base)), why
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=2000, help="S1: steps per workflow")
+    parser = argparse.ArgumentParser(description="Step and replay throughput of durable.")
+    parser.add_argument("--steps", type=int, default=2000, help="S1: steps in the workflow")
     parser.add_argument(
         "--replay-steps", type=int, default=10_000, help="S3: steps recorded, then replayed"
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure")
-    parser.add_argument("--dir", help="where to create the databases (default: temp dir)")
+    parser.add_argument("--dir", help="where to create the databases (default: the temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the database files")
     args = parser.parse_args(argv)
     for name in ("steps", "replay_steps", "repeat"):
@@ -330,131 +459,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    workdir, why = choose_directory(args.dir)
-    print(f"command: {shlex.join(sys.orig_argv)}")
-    print_machine(workdir)
-    print(f"databases in {workdir} ({why})")
+    path, why = choose_directory(args.dir)
+    print_machine(path)
+    print(f"command     {shlex.join(sys.orig_argv)}")
+    print(f"databases   {path} ({why})")
     print()
     began = time.perf_counter()
     try:
-        figures, ratios = run(workdir, args)
+        figures, ratios = run(Workdir(path), args)
     finally:
         if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
     print_table(figures, ratios)
     print(f"\ntotal time {time.perf_counter() - began:.1f} s")
-
-
-_counter = iter(range(1_000_000))
-
-
-def fresh(workdir: Path, stem: str) -> Path:
-    return workdir / f"{stem}-{next(_counter)}.db"
-
-
-def run(workdir: Path, args: argparse.Namespace) -> tuple[list[Figure], list[tuple[str, str]]]:
-    repeat = args.repeat
-    progress = sys.stderr
-
-    print("raw SQLite ...", file=progress, flush=True)
-    raw_commit = measure(
-        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
-        repeat,
-        lambda: raw_commits(fresh(workdir, "raw-commit"), RAW_COMMIT_ROWS),
-    )
-    raw_batch = measure(
-        Figure(f"raw: {RAW_BATCH_SIZE:,} rows per commit", "rows/s"),
-        repeat,
-        lambda: raw_batches(fresh(workdir, "raw-batch"), RAW_BATCHES, RAW_BATCH_SIZE),
-    )
-    read_path = fresh(workdir, "raw-read")
-    raw_read_setup(read_path, RAW_READ_EVENTS)
-    raw_read = measure(
-        Figure(f"raw: SELECT + decode_events ({RAW_READ_EVENTS:,} events)", "events/s"),
-        repeat,
-        lambda: raw_read_decode(read_path),
-    )
-
-    print(f"S1: {args.steps:,} sequential steps x {repeat} ...", file=progress, flush=True)
-    s1 = measure(
-        Figure(f"S1: sequential steps ({args.steps:,} per workflow)", "steps/s"),
-        repeat,
-        lambda: asyncio.run(s1_once(fresh(workdir, "s1"), args.steps)),
-    )
-
-    m = args.replay_steps
-    print(f"S3: recording {m:,} steps ...", file=progress, flush=True)
-    master = fresh(workdir, "s3-master")
-    rows = asyncio.run(s3_record(master, m))
-    n_events = len(rows)
-    print(f"S3: replaying {n_events:,} events x {repeat} ...", file=progress, flush=True)
-    replays: list[ReplayRun] = []
-    for _ in range(repeat):
-        copy = fresh(workdir, "s3-replay")
-        copy_database(master, copy)
-        replays.append(asyncio.run(s3_replay_once(copy, m)))
-    s3_events = Figure(
-        f"S3: replay, engine end to end ({n_events:,} events)",
-        "events/s",
-        [n_events / r.elapsed for r in replays],
-    )
-    s3_steps = Figure(f"S3: replay ({m:,} steps)", "steps/s", [m / r.elapsed for r in replays])
-    s3_open = Figure(
-        "S3:   of which engine open (async with entry)",
-        "ms",
-        [r.opened * 1000 for r in replays],
-    )
-    loads = [asyncio.run(s3_load_once(master)) for _ in range(repeat)]
-    s3_load = Figure(
-        "S3: store.load of the history", "events/s", [count / secs for secs, count in loads]
-    )
-    s3_core = measure(
-        Figure("S3: pure core: from_events(decode_events(rows))", "events/s"),
-        repeat,
-        lambda: n_events / timed(lambda: ReplayState.from_events(decode_events(rows))),
-    )
-    s3_decode = measure(
-        Figure("S3:   decode_events alone", "events/s"),
-        repeat,
-        lambda: n_events / timed(lambda: decode_events(rows)),
-    )
-    events = decode_events(rows)
-    s3_fold = measure(
-        Figure("S3:   ReplayState.from_events alone", "events/s"),
-        repeat,
-        lambda: n_events / timed(lambda: ReplayState.from_events(events)),
-    )
-
-    figures = [raw_commit, raw_batch, raw_read, s1, s3_events, s3_steps, s3_open, s3_load]
-    figures += [s3_core, s3_decode, s3_fold]
-    per_step = 1e6 / s1.median
-    per_event = 1e6 / s3_events.median
-    ratios = [
-        ("S1 steps/s / raw commits/s", ratio(s1, raw_commit)),
-        ("S3 events/s / raw read+decode events/s", ratio(s3_events, raw_read)),
-        ("S3 events/s / pure-core events/s", ratio(s3_events, s3_core)),
-        ("S1 time per step (median)", f"{per_step:,.0f} us"),
-        ("S3 time per replayed event (median)", f"{per_event:,.1f} us"),
-    ]
-    return figures, ratios
-
-
-def ratio(a: Figure, b: Figure) -> str:
-    return f"{a.best / b.best:.3f} (best)  {a.median / b.median:.3f} (median)"
-
-
-def print_table(figures: list[Figure], ratios: list[tuple[str, str]]) -> None:
-    width = max(len(f.name) for f in figures)
-    print(f"{'figure':<{width}}  {'best':>12}  {'median':>12}  unit")
-    print(f"{'-' * width}  {'-' * 12}  {'-' * 12}  {'-' * 9}")
-    for f in figures:
-        # For durations (ms) the best is the smallest.
-        best = min(f.values) if f.unit == "ms" else f.best
-        print(f"{f.name:<{width}}  {fmt(best):>12}  {fmt(f.median):>12}  {f.unit}")
-    print()
-    width = max(len(name) for name, _ in ratios)
-    for name, value in ratios:
-        print(f"{name:<{width}}  {value}")
 
 
 if __name__ == "__main__":

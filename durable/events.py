@@ -73,7 +73,7 @@ class SubType(enum.StrEnum):
     CHAINED_INVOKE = "ChainedInvoke"
 
 
-class Event(msgspec.Struct, omit_defaults=True, frozen=True):
+class Event(msgspec.Struct, omit_defaults=True, frozen=True, gc=False):
     """One stored event. Field names are short because every event of every execution pays them.
 
     Attributes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import typing
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,8 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
 
 def return_type(fn: Callable[..., Any]) -> Any:
     """The annotated return type of ``fn`` (``Any`` when missing or unusable)."""
+    if not getattr(fn, "__annotations__", None):
+        return Any
     hint = _hints(fn).get("return", Any)
     return Any if hint is type(None) else hint
 
@@ -60,6 +63,20 @@ class Serde:
         self.max_payload = max_payload
         self._encoder = msgspec.msgpack.Encoder()
         self._decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {Any: msgspec.msgpack.Decoder()}
+        self._return_types: weakref.WeakKeyDictionary[Callable[..., Any], Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def return_type(self, fn: Callable[..., Any]) -> Any:
+        """:func:`return_type`, cached per function (resolving hints costs microseconds)."""
+        try:
+            return self._return_types[fn]
+        except (KeyError, TypeError):
+            pass
+        hint = return_type(fn)
+        with contextlib.suppress(TypeError):  # not weak-referenceable: just not cached
+            self._return_types[fn] = hint
+        return hint
 
     def encode(self, value: object, *, what: str) -> bytes:
         """Encode ``value``; ``what`` names it in errors (e.g. ``"result of step 'charge'"``).

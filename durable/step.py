@@ -20,7 +20,6 @@ from durable.events import EventType, SubType
 from durable.operation import Operation, Outcome, Raise, Value
 from durable.replay import OpRecord, OpStatus
 from durable.retry import retry_delay
-from durable.serde import return_type
 from durable.types import ErrorInfo, RetryPolicy, StepSemantics
 
 if TYPE_CHECKING:
@@ -31,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["Done", "Interrupted", "Run", "Sleep", "StepOp", "decide", "error_from_info"]
 
 T = TypeVar("T")
+
+DEFAULT_RETRY = RetryPolicy.default()
 
 _STEP_ERRORS: dict[str, type[StepError]] = {
     cls.__name__: cls
@@ -139,7 +140,7 @@ class StepOp(Operation[T]):
 
     kind = "Step"
     sub_type = SubType.STEP.value
-    __slots__ = ("args", "fn", "result_type", "retry", "semantics", "timeout")
+    __slots__ = ("args", "fn", "retry", "semantics", "timeout")
 
     def __init__(
         self,
@@ -155,10 +156,9 @@ class StepOp(Operation[T]):
         super().__init__(ctx, name if name is not None else _function_name(fn))
         self.fn = fn
         self.args = args
-        self.retry = retry if retry is not None else RetryPolicy.default()
+        self.retry = retry if retry is not None else DEFAULT_RETRY
         self.semantics = StepSemantics(semantics)
         self.timeout = timeout
-        self.result_type = return_type(fn)
 
     @property
     def label(self) -> str:
@@ -175,7 +175,8 @@ class StepOp(Operation[T]):
                 if record.status is OpStatus.SUCCEEDED:
                     assert record.result is not None
                     what = f"result of {self.label}"
-                    value = inv.serde.decode(record.result, self.result_type, what=what)
+                    result_type = inv.serde.return_type(self.fn)
+                    value = inv.serde.decode(record.result, result_type, what=what)
                     return Value(value, record.ended_ts)
                 assert record.error is not None
                 return Raise(error_from_info(record.error), record.ended_ts)
@@ -219,7 +220,7 @@ class StepOp(Operation[T]):
         if ok:
             try:
                 data, decoded = inv.serde.roundtrip(
-                    value, self.result_type, what=f"result of {self.label}"
+                    value, inv.serde.return_type(self.fn), what=f"result of {self.label}"
                 )
             except SerializationError as exc:
                 value = exc
