@@ -6,7 +6,9 @@ log, and after a crash or restart the workflow is replayed from the top, skippin
 already recorded.
 """
 
+from durable.callback import Callback
 from durable.clock import SystemClock, VirtualClock
+from durable.condition import poll_until
 from durable.context import DurableContext
 from durable.engine import Engine
 from durable.errors import (
@@ -48,6 +50,7 @@ from durable.workflow import Workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
     "CallbackAlreadyCompletedError",
     "CallbackError",
     "CallbackFailedError",
@@ -86,4 +89,5 @@ __all__ = [
     "Workflow",
     "WorkflowNotFoundError",
     "__version__",
+    "poll_until",
 ]

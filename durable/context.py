@@ -9,6 +9,9 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from durable.callback import CreateCallbackOp, WaitForCallbackOp
+from durable.child import ChildContextOp
+from durable.condition import Strategy, WaitForConditionOp
 from durable.log import ReplayAwareLogger
 from durable.replay import operation_id
 from durable.step import StepOp
@@ -39,7 +42,7 @@ class DurableContext:
             return text
     """
 
-    __slots__ = ("_counter", "_inv", "_logger", "_rng", "_time", "context_id")
+    __slots__ = ("_counter", "_inv", "_logger", "_rng", "_seed", "_time", "context_id")
 
     def __init__(
         self, inv: Invocation, context_id: str | None, *, start_time: float, seed: int
@@ -49,9 +52,14 @@ class DurableContext:
         """The operation id of this context (``None`` for the workflow itself)."""
         self._counter = 0
         self._time = start_time
+        self._seed = seed
         key = f"{seed}:{context_id or ''}".encode()
         self._rng = _random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest()))
         self._logger: ReplayAwareLogger | None = None
+
+    def _child(self, context_id: str, *, start_time: float) -> DurableContext:
+        """A context for a child whose operations are numbered under ``context_id``."""
+        return DurableContext(self._inv, context_id, start_time=start_time, seed=self._seed)
 
     def _next_operation_id(self) -> tuple[int, str]:
         self._counter += 1
@@ -149,3 +157,93 @@ class DurableContext:
         a restart.
         """
         return WaitOp(self, to_seconds(duration, what="wait duration"), name)
+
+    def create_callback(
+        self,
+        *,
+        name: str | None = None,
+        timeout: Duration | None = None,
+        heartbeat_timeout: Duration | None = None,
+    ) -> CreateCallbackOp:
+        """Create a callback: hand ``cb.id`` to an outside system, then ``await cb.result()``.
+
+        Args:
+            name: recorded name.
+            timeout: the callback fails with ``Callback.Timeout`` this long after creation.
+            heartbeat_timeout: it fails with ``Callback.Heartbeat`` when no heartbeat (or
+                answer) arrives for this long; each heartbeat restarts that clock.
+
+        Example::
+
+            cb = await ctx.create_callback(name="approval", timeout=timedelta(days=7))
+            await ctx.step(send_approval_email, cb.id)
+            decision = await cb.result()
+        """
+        return CreateCallbackOp(
+            self,
+            name=name,
+            timeout=_optional_seconds(timeout, "callback timeout"),
+            heartbeat_timeout=_optional_seconds(heartbeat_timeout, "callback heartbeat_timeout"),
+        )
+
+    def wait_for_callback(
+        self,
+        submitter: Callable[[str], Any],
+        *,
+        name: str | None = None,
+        timeout: Duration | None = None,
+        heartbeat_timeout: Duration | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> WaitForCallbackOp[Any]:
+        """Create a callback, run ``submitter(callback_id)`` as a step, return the answer.
+
+        Recorded as a ``WaitForCallback`` child context holding the callback and the
+        submitter's step. A submitter that exhausts ``retry`` fails the context with its
+        ``StepError``; the answer's failures raise as in :meth:`Callback.result`.
+        """
+        if not callable(submitter):
+            raise TypeError(f"wait_for_callback needs a submitter function, got {submitter!r}")
+        return WaitForCallbackOp(
+            self,
+            submitter,
+            name=name,
+            timeout=_optional_seconds(timeout, "callback timeout"),
+            heartbeat_timeout=_optional_seconds(heartbeat_timeout, "callback heartbeat_timeout"),
+            retry=retry,
+        )
+
+    def wait_for_condition(
+        self,
+        check: Callable[[Any], Any],
+        *,
+        initial_state: Any,
+        strategy: Strategy[Any],
+        name: str | None = None,
+    ) -> WaitForConditionOp[Any]:
+        """Poll ``check(state) -> state`` as checkpointed attempts until ``strategy`` stops.
+
+        ``strategy(state, attempt)`` (attempt counts from 1) returns ``None`` to stop (the
+        state is the result) or a delay before the next check; see
+        :func:`durable.poll_until`. A raising ``check`` raises ``WaitForConditionError``.
+        """
+        if not callable(check) or not callable(strategy):
+            raise TypeError("wait_for_condition needs a check function and a strategy function")
+        return WaitForConditionOp(
+            self, check, initial_state=initial_state, strategy=strategy, name=name
+        )
+
+    def run_in_child_context(
+        self, fn: Callable[[DurableContext], Coroutine[Any, Any, T]], *, name: str | None = None
+    ) -> ChildContextOp[T]:
+        """Run ``async def fn(child_ctx)`` as an isolated child context, checkpointed as one.
+
+        An error escaping it is recorded as ``ContextFailed`` and raised as
+        ``ChildContextError`` carrying the original type and message.
+        """
+        if not callable(fn):
+            raise TypeError(f"run_in_child_context needs an async function, got {fn!r}")
+        return ChildContextOp(self, fn, name=name)
+
+
+def _optional_seconds(value: Duration | None, what: str) -> float | None:
+    return None if value is None else to_seconds(value, what=what)

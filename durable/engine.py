@@ -28,7 +28,7 @@ from durable.invocation import Runtime
 from durable.log import get_logger
 from durable.serde import DEFAULT_MAX_PAYLOAD, Serde
 from durable.stores import open_store
-from durable.stores.base import ExecutionRow, Lease, ListQuery, Store
+from durable.stores.base import CallbackStatus, ExecutionRow, Lease, ListQuery, Store
 from durable.types import Duration, ErrorInfo, Execution, ExecutionStatus, to_seconds
 from durable.worker import Worker, make_owner_id
 from durable.workflow import Workflow, WorkflowFn
@@ -289,6 +289,68 @@ class Engine:
     def handle(self, execution_id: str) -> ExecutionHandle[Any]:
         """A handle to an existing execution (not checked until used)."""
         return ExecutionHandle(self, execution_id)
+
+    # -- callbacks ---------------------------------------------------------------------
+
+    async def send_callback_success(self, callback_id: str, result: Any = None) -> None:
+        """Complete a callback with ``result``; the waiting workflow resumes with it.
+
+        Raises:
+            CallbackNotFoundError: no callback has this id.
+            CallbackAlreadyCompletedError: it was already answered, timed out or its
+                execution ended.
+            SerializationError, PayloadTooLargeError: the result cannot be stored (nothing
+                is written).
+        """
+        self._require_open()
+        data = self.serde.encode(result, what=f"result of callback {callback_id!r}")
+        row = await self.store.complete_callback(
+            callback_id,
+            status=CallbackStatus.SUCCEEDED,
+            result=data,
+            error=None,
+            now=self.clock.now(),
+        )
+        self._wake(row.execution_id)
+
+    async def send_callback_failure(
+        self, callback_id: str, *, error_type: str, message: str
+    ) -> None:
+        """Fail a callback; the workflow's ``cb.result()`` raises ``CallbackFailedError``
+        carrying ``error_type`` and ``message`` verbatim.
+
+        Raises the same errors as :meth:`send_callback_success`.
+        """
+        self._require_open()
+        error = ErrorInfo(type=str(error_type), message=str(message))
+        row = await self.store.complete_callback(
+            callback_id,
+            status=CallbackStatus.FAILED,
+            result=None,
+            error=error,
+            now=self.clock.now(),
+        )
+        self._wake(row.execution_id)
+
+    async def send_callback_heartbeat(self, callback_id: str) -> None:
+        """Tell a callback with a ``heartbeat_timeout`` that its outside system is alive.
+
+        Records no event; pushes the heartbeat deadline. Raises like
+        :meth:`send_callback_success`.
+        """
+        self._require_open()
+        row = await self.store.heartbeat_callback(callback_id, now=self.clock.now())
+        self._wake(row.execution_id)
+
+    def _wake(self, execution_id: str) -> None:
+        """An execution's inbox changed: tell its invocation here, or look for work."""
+        if not self.is_worker:
+            return
+        invocation = self.worker.active.get(execution_id)
+        if invocation is not None:
+            invocation.request_inbox()
+        else:
+            self.worker.nudge()
 
     # -- reading -----------------------------------------------------------------------
 

@@ -36,7 +36,15 @@ from durable.events import Event, EventType, decode_events, encode_event
 from durable.operation import Operation, Outcome, Raise, Value
 from durable.replay import OpRecord, ReplayState
 from durable.serde import Serde
-from durable.stores.base import Checkpoint, ExecutionRow, Finish, Lease, Store
+from durable.stores.base import (
+    CallbackStatus,
+    Checkpoint,
+    ExecutionRow,
+    Finish,
+    Lease,
+    NewCallback,
+    Store,
+)
 from durable.types import ErrorInfo, ExecutionStatus
 from durable.workflow import Workflow
 
@@ -63,12 +71,22 @@ class Runtime:
 class Fiber:
     """One coroutine the driver steps: the workflow itself or a child context."""
 
-    __slots__ = ("coro", "ctx", "outcome")
+    __slots__ = ("coro", "ctx", "outcome", "parent", "parent_op")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], ctx: DurableContext) -> None:
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        ctx: DurableContext,
+        parent: Fiber | None = None,
+        parent_op: Operation[Any] | None = None,
+    ) -> None:
         self.coro = coro
         self.ctx = ctx
         self.outcome: Outcome | None = None
+        self.parent = parent
+        """The fiber waiting for this one (``None`` for the workflow itself)."""
+        self.parent_op = parent_op
+        """The operation of ``parent`` that started this child context."""
 
     @property
     def done(self) -> bool:
@@ -98,6 +116,13 @@ class Invocation:
         self._arrivals: deque[tuple[Fiber, Operation[Any], Any]] = deque()
         self._arrived = anyio.Event()
         self._launch: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._held: list[tuple[Fiber, Outcome]] = []
+        self._hold = False
+        self._inbox_requested = False
+        self.callback_deadlines: dict[str, float | None] = {}
+        """Operation id -> earliest timeout/heartbeat deadline of each pending callback."""
+        self._new_callbacks: list[NewCallback] = []
+        self._delivered: list[str] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._fatal: DurableError | None = None
         self.store_failure: ErrorInfo | None = None
@@ -118,6 +143,28 @@ class Invocation:
     def block(self, fiber: Fiber, op: Operation[Any], wake_at: float | None) -> None:
         """``fiber`` waits on ``op``; re-decide it at ``wake_at`` (``None``: outside event)."""
         self._blocked[fiber] = (op, wake_at)
+
+    def hold_until_durable(self) -> None:
+        """The outcome being returned must not reach the workflow before the next commit."""
+        self._hold = True
+
+    def spawn_child(
+        self, parent: Fiber, op: Operation[Any], coro: Coroutine[Any, Any, Any], ctx: DurableContext
+    ) -> None:
+        """Run ``coro`` as a child context of ``parent``; ``op.on_child_done`` gets its end."""
+        child = Fiber(coro, ctx, parent, op)
+        self._fibers.append(child)
+        self._ready.append((child, None))
+
+    def add_callback(self, callback: NewCallback, deadline: float | None) -> None:
+        """A callback created now: stored with the next commit, expiring at ``deadline``."""
+        self._new_callbacks.append(callback)
+        self.callback_deadlines[callback.operation_id] = deadline
+
+    def request_inbox(self) -> None:
+        """Read the callback inbox (answers, expiries) before going on."""
+        self._inbox_requested = True
+        self._arrived.set()
 
     def start_task(
         self,
@@ -201,12 +248,12 @@ class Invocation:
         if self.row.deadline is not None and self.now() >= self.row.deadline:
             await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error(workflow))
             return
+        if any(r.kind == "Callback" and not r.done for r in self.state.ops.values()):
+            self._inbox_requested = True
         root = self._root_fiber(workflow)
-        if root is None:
-            return
         await self._loop(root)
 
-    def _root_fiber(self, workflow: Workflow[Any]) -> Fiber | None:
+    def _root_fiber(self, workflow: Workflow[Any]) -> Fiber:
         ctx = DurableContext(self, None, start_time=self.state.started_ts, seed=self.row.seed)
         try:
             value = self.serde.decode(
@@ -223,6 +270,8 @@ class Invocation:
     async def _loop(self, root: Fiber) -> None:
         workflow = self.rt.workflows[self.row.workflow]
         while True:
+            if self._inbox_requested:
+                await self._collect_inbox()
             self._step_ready()
             if self.row.deadline is not None and self.now() >= self.row.deadline:
                 await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error(workflow))
@@ -233,12 +282,18 @@ class Invocation:
             if root.outcome is not None:
                 await self._complete(workflow, root.outcome)
                 return
-            if self._launch:
+            if self._launch or self._held:
+                # New outcomes (and AT_MOST_ONCE starts) are durable before anything sees them.
                 await self._flush()
                 launch, self._launch = self._launch, []
                 assert self._tg is not None
                 for run in launch:
                     self._tg.start_soon(run)
+                self._ready.extend(self._held)
+                self._held.clear()
+                continue
+            if self._inbox_requested:
+                continue
             if self._running == 0 and not self._arrivals:
                 self.record(Event(t=EventType.INVOCATION_COMPLETED, ts=self.now()))
                 await self._flush(release=True, wake_at=self._next_wake())
@@ -247,11 +302,42 @@ class Invocation:
                 self._arrived = anyio.Event()
                 await self.clock.wait(self._arrived, self._next_wake())
             self._collect()
-            # New outcomes are durable before any workflow code sees them.
-            await self._flush()
+
+    async def _collect_inbox(self) -> None:
+        """Record the callback answers and expiries waiting in the store."""
+        self._inbox_requested = False
+        now = self.now()
+        for row in await self.rt.store.collect_callbacks(self.lease, now=now):
+            op_id = row.operation_id
+            if row.status == CallbackStatus.PENDING:
+                self.callback_deadlines[op_id] = _earliest(row.timeout_at, row.heartbeat_at)
+                continue
+            self._delivered.append(row.callback_id)
+            self.callback_deadlines.pop(op_id, None)
+            record = self.state.ops.get(op_id)
+            if record is None or record.done:
+                continue
+            self.record(
+                Event(
+                    t=_CALLBACK_OUTCOME[row.status],
+                    ts=now,
+                    id=op_id,
+                    st=record.sub_type,
+                    name=record.name,
+                    parent=record.parent,
+                    result=row.result,
+                    error=row.error,
+                )
+            )
+        for fiber, (op, _) in list(self._blocked.items()):
+            if op.kind == "Callback":
+                del self._blocked[fiber]
+                outcome = self._guard(fiber, functools.partial(op.resolve, self, fiber))
+                if outcome is not None:
+                    self._held.append((fiber, outcome))
 
     def _collect(self) -> None:
-        """Turn finished work and due timers into outcomes, durably, then queue them."""
+        """Turn finished work and due timers into outcomes (held until committed)."""
         outcomes: list[tuple[Fiber, Outcome]] = []
         while self._arrivals:
             fiber, op, payload = self._arrivals.popleft()
@@ -265,7 +351,7 @@ class Invocation:
                 outcome = self._guard(fiber, functools.partial(op.resolve, self, fiber))
                 if outcome is not None:
                     outcomes.append((fiber, outcome))
-        self._ready.extend(outcomes)
+        self._held.extend(outcomes)
 
     def _guard(self, fiber: Fiber, decide: Callable[[], Outcome | None]) -> Outcome | None:
         try:
@@ -301,10 +387,10 @@ class Invocation:
                     else:
                         yielded = coro.throw(outcome.error)
             except StopIteration as stop:
-                fiber.outcome = Value(stop.value, self.now())
+                self._finish_fiber(fiber, Value(stop.value, self.now()))
                 return
             except Exception as exc:
-                fiber.outcome = Raise(exc, self.now())
+                self._finish_fiber(fiber, Raise(exc, self.now()))
                 return
             if not isinstance(yielded, Operation):
                 self._fatal = NonDurableAwaitError(
@@ -323,6 +409,19 @@ class Invocation:
             outcome = self._guard(fiber, functools.partial(yielded.resolve, self, fiber))
             if outcome is None:
                 return
+            if self._hold:
+                self._hold = False
+                self._held.append((fiber, outcome))
+                return
+
+    def _finish_fiber(self, fiber: Fiber, outcome: Outcome) -> None:
+        fiber.outcome = outcome
+        if fiber.parent is None or fiber.parent_op is None:
+            return
+        parent, op = fiber.parent, fiber.parent_op
+        result = self._guard(parent, functools.partial(op.on_child_done, self, parent, outcome))
+        if result is not None:
+            self._held.append((parent, result))  # the child's end was just recorded
 
     # -- ending ------------------------------------------------------------------------
 
@@ -362,7 +461,7 @@ class Invocation:
     async def _flush(
         self, *, release: bool = False, wake_at: float | None = None, finish: Finish | None = None
     ) -> None:
-        if not self._pending and not release and finish is None:
+        if not (self._pending or self._new_callbacks or self._delivered or release or finish):
             return
         events = [encode_event(event) for event in self._pending]
         checkpoint = Checkpoint(
@@ -373,10 +472,14 @@ class Invocation:
             release=release,
             wake_at=wake_at,
             finish=finish,
+            callbacks=self._new_callbacks,
+            delivered=self._delivered,
         )
         await self.rt.store.commit(checkpoint)
         self._next_seq += len(events)
         self._pending.clear()
+        self._new_callbacks = []
+        self._delivered = []
         if release or finish is not None:
             self.ended = True
 
@@ -404,6 +507,18 @@ class Invocation:
                     execution_id=self.execution_id,
                     error=str(exc),
                 )
+
+
+_CALLBACK_OUTCOME = {
+    CallbackStatus.SUCCEEDED: EventType.CALLBACK_SUCCEEDED,
+    CallbackStatus.FAILED: EventType.CALLBACK_FAILED,
+    CallbackStatus.TIMED_OUT: EventType.CALLBACK_TIMED_OUT,
+}
+
+
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
 
 
 def _describe_awaited(obj: object) -> str:

@@ -52,13 +52,25 @@ class Operation(ABC, Generic[T]):
     """
 
     kind: ClassVar[str] = ""
-    sub_type: ClassVar[str | None] = None
-    __slots__ = ("counter", "ctx", "name", "op_id")
+    default_sub_type: ClassVar[str | None] = None
+    __slots__ = ("counter", "ctx", "name", "op_id", "sub_type")
 
-    def __init__(self, ctx: DurableContext, name: str | None) -> None:
+    def __init__(
+        self,
+        ctx: DurableContext,
+        name: str | None,
+        *,
+        sub_type: str | None = None,
+        of: Operation[Any] | None = None,
+    ) -> None:
+        """Create the operation; ``of`` reuses another operation's id (``cb.result()``)."""
         self.ctx = ctx
         self.name = name
-        self.counter, self.op_id = ctx._next_operation_id()
+        self.sub_type = sub_type or self.default_sub_type
+        if of is None:
+            self.counter, self.op_id = ctx._next_operation_id()
+        else:
+            self.counter, self.op_id = of.counter, of.op_id
 
     def __await__(self) -> Generator[Operation[T], Any, T]:
         result: T = yield self
@@ -103,3 +115,7 @@ class Operation(ABC, Generic[T]):
     def on_arrival(self, inv: Invocation, fiber: Fiber, payload: Any) -> Outcome | None:
         """Background work of this operation finished with ``payload``; record and decide."""
         raise TypeError(f"{type(self).__name__} runs no background work")
+
+    def on_child_done(self, inv: Invocation, fiber: Fiber, outcome: Outcome) -> Outcome | None:
+        """A child context this operation started has ended with ``outcome``."""
+        raise TypeError(f"{type(self).__name__} starts no child context")

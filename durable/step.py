@@ -27,7 +27,16 @@ if TYPE_CHECKING:
     from durable.context import DurableContext
     from durable.invocation import Fiber, Invocation
 
-__all__ = ["Done", "Interrupted", "Run", "Sleep", "StepOp", "decide", "error_from_info"]
+__all__ = [
+    "Done",
+    "Interrupted",
+    "Run",
+    "Sleep",
+    "StepOp",
+    "call_user_fn",
+    "decide",
+    "error_from_info",
+]
 
 T = TypeVar("T")
 
@@ -98,7 +107,8 @@ def _function_name(fn: Callable[..., Any]) -> str | None:
     return None if name in (None, "<lambda>") else name
 
 
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+async def call_user_fn(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Call user code: async functions on the loop, sync ones in a worker thread."""
     if inspect.iscoroutinefunction(fn):
         return await fn(*args)
     # Sync bodies run in a worker thread so they never block the event loop.
@@ -117,7 +127,7 @@ async def _call_with_timeout(
 
         async def body() -> None:
             try:
-                outcome.append(await _call(fn, args))
+                outcome.append(await call_user_fn(fn, args))
             except Exception as exc:
                 failure.append(exc)
             tg.cancel_scope.cancel()
@@ -139,7 +149,7 @@ class StepOp(Operation[T]):
     """The awaitable ``ctx.step`` returns."""
 
     kind = "Step"
-    sub_type = SubType.STEP.value
+    default_sub_type = SubType.STEP.value
     __slots__ = ("args", "fn", "retry", "semantics", "timeout")
 
     def __init__(
@@ -205,7 +215,7 @@ class StepOp(Operation[T]):
     async def _attempt(self, clock: Clock, attempt: int) -> tuple[int, bool, Any]:
         try:
             if self.timeout is None:
-                value = await _call(self.fn, self.args)
+                value = await call_user_fn(self.fn, self.args)
             else:
                 value = await _call_with_timeout(self.fn, self.args, clock, self.timeout)
         except StepTimeoutError as exc:

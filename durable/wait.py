@@ -20,7 +20,7 @@ class WaitOp(Operation[None]):
     """The awaitable ``ctx.wait`` returns."""
 
     kind = "Wait"
-    sub_type = SubType.WAIT.value
+    default_sub_type = SubType.WAIT.value
     __slots__ = ("seconds",)
 
     def __init__(self, ctx: DurableContext, seconds: float, name: str | None) -> None:

@@ -6,6 +6,7 @@ import durable
 import durable.errors
 
 EXPECTED = [
+    "Callback",
     "CallbackAlreadyCompletedError",
     "CallbackError",
     "CallbackFailedError",
@@ -44,6 +45,7 @@ EXPECTED = [
     "Workflow",
     "WorkflowNotFoundError",
     "__version__",
+    "poll_until",
 ]
 
 

@@ -5,17 +5,30 @@ from __future__ import annotations
 import re
 
 from durable.errors import StoreError
-from durable.stores.base import Checkpoint, ExecutionRow, Finish, Lease, ListQuery, Store
+from durable.stores.base import (
+    CallbackRow,
+    CallbackStatus,
+    Checkpoint,
+    ExecutionRow,
+    Finish,
+    Lease,
+    ListQuery,
+    NewCallback,
+    Store,
+)
 from durable.stores.memory import MemoryStore
 from durable.stores.sqlite import SQLiteStore
 
 __all__ = [
+    "CallbackRow",
+    "CallbackStatus",
     "Checkpoint",
     "ExecutionRow",
     "Finish",
     "Lease",
     "ListQuery",
     "MemoryStore",
+    "NewCallback",
     "SQLiteStore",
     "Store",
     "open_store",

@@ -17,26 +17,39 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from durable.errors import LeaseLostError, StoreError
-from durable.stores.base import Checkpoint, ExecutionRow, Lease, ListQuery
-from durable.types import ErrorInfo
+from durable.stores import _callbacks as cb
+from durable.stores.base import (
+    CallbackRow,
+    CallbackStatus,
+    Checkpoint,
+    ExecutionRow,
+    Lease,
+    ListQuery,
+    NewCallback,
+)
+from durable.types import ErrorInfo, ExecutionStatus
 
 __all__ = [
     "APPLICATION_ID",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "RaiseAfterCommit",
     "check_header",
     "check_seed",
     "claim",
+    "collect_callbacks",
     "commit",
+    "complete_callback",
     "create",
     "expire",
+    "heartbeat_callback",
     "lease_owners",
     "list_rows",
     "load",
@@ -45,6 +58,7 @@ __all__ = [
     "next_wake_at",
     "release",
     "renew",
+    "select_callback",
     "select_row",
     "transaction",
 ]
@@ -97,6 +111,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """
         CREATE INDEX executions_lease_owner ON executions (lease_owner)
         WHERE lease_owner IS NOT NULL
+        """,
+    ),
+    (
+        # The inbox between outside systems and the log: an answer waits here (delivered = 0)
+        # until a checkpoint records its outcome event.
+        """
+        CREATE TABLE callbacks (
+            callback_id       TEXT PRIMARY KEY,
+            execution_id      TEXT NOT NULL
+                              REFERENCES executions (execution_id) ON DELETE CASCADE,
+            operation_id      TEXT NOT NULL,
+            status            TEXT NOT NULL,
+            created_at        REAL NOT NULL,
+            timeout_at        REAL,
+            heartbeat_timeout REAL,
+            heartbeat_at      REAL,
+            result            BLOB,
+            error             BLOB,
+            completed_at      REAL,
+            delivered         INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        "CREATE INDEX callbacks_execution_id ON callbacks (execution_id)",
+        # Only answered-but-undelivered rows: what a release checks for, and few at any time.
+        """
+        CREATE INDEX callbacks_undelivered ON callbacks (execution_id)
+        WHERE delivered = 0 AND status != 'PENDING'
         """,
     ),
 )
@@ -328,7 +369,7 @@ def create(
     return stored, True
 
 
-def _fence(conn: sqlite3.Connection, lease: Lease, first_seq: int) -> None:
+def _fence(conn: sqlite3.Connection, lease: Lease, first_seq: int | None) -> None:
     found = conn.execute(
         "SELECT lease_owner, lease_epoch, next_seq FROM executions WHERE execution_id = ?",
         (lease.execution_id,),
@@ -341,7 +382,7 @@ def _fence(conn: sqlite3.Connection, lease: Lease, first_seq: int) -> None:
             f"lease on execution {lease.execution_id!r} lost: {lease.owner!r} epoch "
             f"{lease.epoch} no longer holds it (owner {owner!r}, epoch {epoch})"
         )
-    if first_seq != next_seq + 1:
+    if first_seq is not None and first_seq != next_seq + 1:
         raise LeaseLostError(
             f"execution {lease.execution_id!r} has {next_seq} events, so the next checkpoint "
             f"must start at {next_seq + 1}, not {first_seq}"
@@ -352,6 +393,10 @@ def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
     """Apply one checkpoint after its fence check (``LeaseLostError`` writes nothing)."""
     execution_id = cp.lease.execution_id
     _fence(conn, cp.lease, cp.first_seq)
+    if cp.callbacks:
+        _insert_callbacks(conn, execution_id, cp.callbacks)
+    if cp.delivered:
+        _mark_delivered(conn, execution_id, cp.delivered)
     conn.executemany(
         _INSERT_EVENTS,
         [(execution_id, seq, data) for seq, data in enumerate(cp.events, cp.first_seq)],
@@ -361,8 +406,14 @@ def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
         finish = cp.finish
         error = _encode_error(finish.error)
         conn.execute(_FINISH, (*head, finish.status, finish.result, error, cp.now, execution_id))
+        conn.execute(
+            "UPDATE callbacks SET status = ?, completed_at = ? WHERE execution_id = ?"
+            " AND status = ?",
+            (CallbackStatus.CANCELLED, cp.now, execution_id, CallbackStatus.PENDING),
+        )
     elif cp.release:
-        conn.execute(_RELEASE, (*head, cp.wake_at, execution_id))
+        wake_at = _release_wake_at(conn, execution_id, cp.wake_at, cp.now)
+        conn.execute(_RELEASE, (*head, wake_at, execution_id))
     elif cp.lease_expires is not None:
         conn.execute(_EXTEND, (*head, cp.lease_expires, cp.lease_expires, execution_id))
     else:
@@ -405,11 +456,17 @@ def renew(conn: sqlite3.Connection, leases: list[Lease], lease_expires: float) -
 
 
 def release(conn: sqlite3.Connection, lease: Lease, wake_at: float | None, now: float) -> None:
-    """Drop a lease if still held, setting ``wake_at``."""
+    """Drop a lease if still held, setting ``wake_at`` (``now`` if an outcome waits)."""
     conn.execute(
         "UPDATE executions SET lease_owner = NULL, lease_expires = NULL, wake_at = ?,"
         " updated_at = ? WHERE execution_id = ? AND lease_owner = ? AND lease_epoch = ?",
-        (wake_at, now, lease.execution_id, lease.owner, lease.epoch),
+        (
+            _release_wake_at(conn, lease.execution_id, wake_at, now),
+            now,
+            lease.execution_id,
+            lease.owner,
+            lease.epoch,
+        ),
     )
 
 
@@ -424,3 +481,184 @@ def expire(conn: sqlite3.Connection, owners: list[str], now: float) -> int:
         )
         expired += cursor.rowcount
     return expired
+
+
+# --- callbacks ------------------------------------------------------------------------------
+
+_CALLBACK_COLUMNS = (
+    "callback_id", "execution_id", "operation_id", "status", "created_at", "timeout_at",
+    "heartbeat_timeout", "heartbeat_at", "result", "error", "completed_at", "delivered",
+)  # fmt: skip
+_SELECT_CALLBACK = f"SELECT {', '.join(_CALLBACK_COLUMNS)} FROM callbacks"
+_INSERT_CALLBACK = (
+    f"INSERT INTO callbacks ({', '.join(_CALLBACK_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_CALLBACK_COLUMNS))})"
+)
+_UPDATE_OUTCOME = (
+    "UPDATE callbacks SET status = ?, result = ?, error = ?, completed_at = ? WHERE callback_id = ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseAfterCommit:
+    """What a write returns to have its changes committed and ``error`` raised to its caller.
+
+    A callback found expired by ``complete``/``heartbeat`` stays ``TIMED_OUT`` although the
+    call itself fails; a plain exception would roll that back with the write's savepoint.
+    """
+
+    error: Exception
+
+
+def _to_callback(values: tuple[Any, ...]) -> CallbackRow:
+    fields = dict(zip(_CALLBACK_COLUMNS, values, strict=True))
+    if fields["error"] is not None:
+        fields["error"] = _error_decoder.decode(fields["error"])
+    fields["delivered"] = bool(fields["delivered"])
+    return CallbackRow(**fields)
+
+
+def _callback_params(row: CallbackRow) -> tuple[Any, ...]:
+    values = [getattr(row, name) for name in _CALLBACK_COLUMNS]
+    values[_CALLBACK_COLUMNS.index("error")] = _encode_error(row.error)
+    values[_CALLBACK_COLUMNS.index("delivered")] = int(row.delivered)
+    return tuple(values)
+
+
+def select_callback(conn: sqlite3.Connection, callback_id: str) -> CallbackRow | None:
+    """One callback, or ``None``."""
+    found = conn.execute(f"{_SELECT_CALLBACK} WHERE callback_id = ?", (callback_id,)).fetchone()
+    return None if found is None else _to_callback(found)
+
+
+def _insert_callbacks(conn: sqlite3.Connection, execution_id: str, news: list[NewCallback]) -> None:
+    # One primary-key probe per id: no IN list, so no limit on bound variables.
+    existing = [
+        new.callback_id
+        for new in news
+        if conn.execute(
+            "SELECT 1 FROM callbacks WHERE callback_id = ?", (new.callback_id,)
+        ).fetchone()
+    ]
+    cb.check_new(news, existing)
+    conn.executemany(
+        _INSERT_CALLBACK, [_callback_params(cb.new_row(execution_id, new)) for new in news]
+    )
+
+
+def _mark_delivered(conn: sqlite3.Connection, execution_id: str, ids: list[str]) -> None:
+    ids = list(dict.fromkeys(ids))
+    found: dict[str, tuple[str, str]] = {}
+    for callback_id in ids:
+        stored = conn.execute(
+            "SELECT execution_id, status FROM callbacks WHERE callback_id = ?", (callback_id,)
+        ).fetchone()
+        if stored is not None:
+            found[callback_id] = (stored[0], stored[1])
+    cb.check_delivered(execution_id, ids, found)
+    conn.executemany(
+        "UPDATE callbacks SET delivered = 1 WHERE callback_id = ?", [(i,) for i in ids]
+    )
+
+
+def _release_wake_at(
+    conn: sqlite3.Connection, execution_id: str, wake_at: float | None, now: float
+) -> float | None:
+    """``wake_at``, or ``now`` if earlier while an outcome waits to be delivered."""
+    waiting = conn.execute(
+        "SELECT 1 FROM callbacks WHERE execution_id = ? AND delivered = 0"
+        " AND status != 'PENDING' LIMIT 1",
+        (execution_id,),
+    ).fetchone()
+    if waiting is None:
+        return wake_at
+    return now if wake_at is None else min(wake_at, now)
+
+
+def _make_due(conn: sqlite3.Connection, execution_id: str, now: float) -> None:
+    """Let a suspended execution be claimed at ``now`` (a leased one sees it on release)."""
+    conn.execute(
+        "UPDATE executions SET wake_at = min(coalesce(wake_at, ?1), ?1)"
+        " WHERE execution_id = ?2 AND status = ?3 AND lease_owner IS NULL",
+        (now, execution_id, ExecutionStatus.RUNNING.value),
+    )
+
+
+def _expire(conn: sqlite3.Connection, row: CallbackRow, now: float) -> bool:
+    """Mark ``row`` (and the stored callback) ``TIMED_OUT`` if past a deadline; true if so."""
+    expired = cb.expiry(row, now)
+    if expired is None:
+        return False
+    row.status = CallbackStatus.TIMED_OUT
+    row.error, row.completed_at = expired
+    conn.execute(
+        _UPDATE_OUTCOME,
+        (row.status, row.result, _encode_error(row.error), row.completed_at, row.callback_id),
+    )
+    _make_due(conn, row.execution_id, now)
+    return True
+
+
+def _pending(conn: sqlite3.Connection, callback_id: str, now: float) -> CallbackRow:
+    """The callback if it is still pending at ``now``.
+
+    Raises:
+        CallbackNotFoundError: no such callback.
+        CallbackAlreadyCompletedError: it is not pending.
+    """
+    row = select_callback(conn, callback_id)
+    if row is None:
+        raise cb.not_found(callback_id)
+    if row.status != CallbackStatus.PENDING:
+        raise cb.not_pending(row)
+    return row
+
+
+def complete_callback(
+    conn: sqlite3.Connection,
+    callback_id: str,
+    status: str,
+    result: bytes | None,
+    error: ErrorInfo | None,
+    now: float,
+) -> CallbackRow | RaiseAfterCommit:
+    """Store an answer and make the execution due, or expire the callback and refuse."""
+    row = _pending(conn, callback_id, now)
+    if _expire(conn, row, now):
+        return RaiseAfterCommit(cb.timed_out(row))
+    row.status, row.result, row.error, row.completed_at = status, result, error, now
+    conn.execute(_UPDATE_OUTCOME, (status, result, _encode_error(error), now, callback_id))
+    _make_due(conn, row.execution_id, now)
+    return row
+
+
+def heartbeat_callback(
+    conn: sqlite3.Connection, callback_id: str, now: float
+) -> CallbackRow | RaiseAfterCommit:
+    """Push the heartbeat deadline of a pending callback, or expire it and refuse."""
+    row = _pending(conn, callback_id, now)
+    if _expire(conn, row, now):
+        return RaiseAfterCommit(cb.timed_out(row))
+    if row.heartbeat_timeout is not None:
+        row.heartbeat_at = now + row.heartbeat_timeout
+        conn.execute(
+            "UPDATE callbacks SET heartbeat_at = ? WHERE callback_id = ?",
+            (row.heartbeat_at, callback_id),
+        )
+    return row
+
+
+def collect_callbacks(conn: sqlite3.Connection, lease: Lease, now: float) -> list[CallbackRow]:
+    """Expire due pending callbacks, then the undelivered ones oldest first (fenced)."""
+    _fence(conn, lease, None)
+    rows = [
+        _to_callback(found)
+        for found in conn.execute(
+            f"{_SELECT_CALLBACK} WHERE execution_id = ? AND delivered = 0"
+            " ORDER BY created_at, callback_id",
+            (lease.execution_id,),
+        )
+    ]
+    for row in rows:
+        _expire(conn, row, now)
+    return rows

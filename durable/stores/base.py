@@ -21,11 +21,14 @@ from typing import Protocol, runtime_checkable
 from durable.types import ErrorInfo
 
 __all__ = [
+    "CallbackRow",
+    "CallbackStatus",
     "Checkpoint",
     "ExecutionRow",
     "Finish",
     "Lease",
     "ListQuery",
+    "NewCallback",
     "Store",
 ]
 
@@ -81,6 +84,54 @@ class Finish:
     error: ErrorInfo | None = None
 
 
+class CallbackStatus:
+    """Values of :attr:`CallbackRow.status`."""
+
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    CANCELLED = "CANCELLED"
+    """The execution ended while the callback was pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewCallback:
+    """A callback created by a checkpoint (its ``CallbackStarted`` event is in the same one).
+
+    ``heartbeat_timeout`` is in seconds; the first heartbeat deadline is
+    ``created_at + heartbeat_timeout``.
+    """
+
+    callback_id: str
+    operation_id: str
+    created_at: float
+    timeout_at: float | None = None
+    heartbeat_timeout: float | None = None
+
+
+@dataclass(slots=True)
+class CallbackRow:
+    """A callback as the store keeps it: the inbox between outside systems and the log.
+
+    ``delivered`` becomes true when a checkpoint records its outcome event in the log (the
+    checkpoint lists it in ``delivered``); until then its outcome waits here.
+    """
+
+    callback_id: str
+    execution_id: str
+    operation_id: str
+    status: str
+    created_at: float
+    timeout_at: float | None = None
+    heartbeat_timeout: float | None = None
+    heartbeat_at: float | None = None
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+    completed_at: float | None = None
+    delivered: bool = False
+
+
 @dataclass(slots=True)
 class Checkpoint:
     """Events to append for one execution, in one atomic write, fenced by ``lease``.
@@ -96,7 +147,14 @@ class Checkpoint:
             only an outside event moves it). Ignored unless ``release``.
         lease_expires: when not releasing, the new lease expiry (also the new ``wake_at``);
             ``None`` keeps the current one.
-        finish: when set, the execution ends with this status/result/error (implies release).
+        finish: when set, the execution ends with this status/result/error (implies release);
+            its callbacks still ``PENDING`` become ``CANCELLED``.
+        callbacks: callbacks created by this checkpoint (inserted ``PENDING``).
+        delivered: ids of callbacks whose outcome events this checkpoint records.
+
+    When a checkpoint releases (without finishing) while one of the execution's callbacks
+    is completed but not delivered, ``wake_at`` becomes ``now``: an outcome that arrived
+    during the invocation is never left waiting for the next timer.
     """
 
     lease: Lease
@@ -107,6 +165,8 @@ class Checkpoint:
     wake_at: float | None = None
     lease_expires: float | None = None
     finish: Finish | None = None
+    callbacks: list[NewCallback] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,4 +257,45 @@ class Store(Protocol):
 
     async def expire_leases(self, owners: list[str], *, now: float) -> int:
         """Make the leases of these (dead) owners claimable at once; returns how many."""
+        ...
+
+    async def complete_callback(
+        self,
+        callback_id: str,
+        *,
+        status: str,
+        result: bytes | None,
+        error: ErrorInfo | None,
+        now: float,
+    ) -> CallbackRow:
+        """Record an outside system's answer (``SUCCEEDED`` or ``FAILED``) in the inbox.
+
+        Makes the execution due (``wake_at = now``) unless a worker holds its lease.
+        A callback past its timeout or heartbeat deadline is marked ``TIMED_OUT`` (and its
+        execution made due) instead of accepting the answer.
+
+        Raises:
+            CallbackNotFoundError: no callback has this id.
+            CallbackAlreadyCompletedError: it is not ``PENDING`` (or just timed out).
+        """
+        ...
+
+    async def heartbeat_callback(self, callback_id: str, *, now: float) -> CallbackRow:
+        """Push the heartbeat deadline to ``now + heartbeat_timeout`` (no event is written).
+
+        Raises the same errors as :meth:`complete_callback`.
+        """
+        ...
+
+    async def collect_callbacks(self, lease: Lease, *, now: float) -> list[CallbackRow]:
+        """The execution's undelivered callbacks (pending or answered), oldest first.
+
+        Fenced by ``lease``. First marks ``TIMED_OUT`` every pending one whose timeout or
+        heartbeat deadline is ``<= now``, with ``error`` of type ``Callback.Timeout`` or
+        ``Callback.Heartbeat`` (the earlier deadline decides).
+        """
+        ...
+
+    async def get_callback(self, callback_id: str) -> CallbackRow | None:
+        """The callback, or ``None``."""
         ...

@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from durable.errors import LeaseLostError, StoreError
-from durable.stores.base import Checkpoint, ExecutionRow, Lease, ListQuery
+from durable.stores import _callbacks as cb
+from durable.stores.base import (
+    CallbackRow,
+    CallbackStatus,
+    Checkpoint,
+    ExecutionRow,
+    Lease,
+    ListQuery,
+)
+from durable.types import ErrorInfo, ExecutionStatus
 
 __all__ = ["MemoryStore"]
 
@@ -29,6 +38,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._rows: dict[str, ExecutionRow] = {}
         self._events: dict[str, list[bytes]] = {}
+        self._callbacks: dict[str, CallbackRow] = {}
+        self._callbacks_of: dict[str, list[str]] = {}  # execution id -> callback ids
         self._open = False
 
     def __repr__(self) -> str:
@@ -92,7 +103,7 @@ class MemoryStore:
             return None
         return replace(row), list(self._events[execution_id])
 
-    def _fenced_row(self, lease: Lease, first_seq: int) -> ExecutionRow:
+    def _fenced_row(self, lease: Lease, first_seq: int | None) -> ExecutionRow:
         row = self._rows.get(lease.execution_id)
         if row is None:
             raise LeaseLostError(f"execution {lease.execution_id!r} does not exist")
@@ -102,7 +113,7 @@ class MemoryStore:
                 f"{lease.epoch} no longer holds it (owner {row.lease_owner!r}, "
                 f"epoch {row.lease_epoch})"
             )
-        if first_seq != row.next_seq + 1:
+        if first_seq is not None and first_seq != row.next_seq + 1:
             raise LeaseLostError(
                 f"execution {lease.execution_id!r} has {row.next_seq} events, so the next "
                 f"checkpoint must start at {row.next_seq + 1}, not {first_seq}"
@@ -118,7 +129,27 @@ class MemoryStore:
         self._check_open()
         cp = checkpoint
         row = self._fenced_row(cp.lease, cp.first_seq)
-        self._events[row.execution_id].extend(cp.events)
+        execution_id = row.execution_id
+        # Validate everything before the first change: a refused checkpoint writes nothing.
+        cb.check_new(
+            cp.callbacks, (c.callback_id for c in cp.callbacks if c.callback_id in self._callbacks)
+        )
+        delivered = list(dict.fromkeys(cp.delivered))
+        cb.check_delivered(
+            execution_id,
+            delivered,
+            {
+                i: (self._callbacks[i].execution_id, self._callbacks[i].status)
+                for i in delivered
+                if i in self._callbacks
+            },
+        )
+        for new in cp.callbacks:
+            self._callbacks[new.callback_id] = cb.new_row(execution_id, new)
+            self._callbacks_of.setdefault(execution_id, []).append(new.callback_id)
+        for callback_id in delivered:
+            self._callbacks[callback_id].delivered = True
+        self._events[execution_id].extend(cp.events)
         row.next_seq += len(cp.events)
         row.updated_at = cp.now
         if cp.finish is not None:
@@ -127,8 +158,12 @@ class MemoryStore:
             row.error = cp.finish.error
             row.ended_at = cp.now
             row.wake_at = row.lease_owner = row.lease_expires = None
+            for callback in self._callbacks_in(execution_id):
+                if callback.status == CallbackStatus.PENDING:
+                    callback.status = CallbackStatus.CANCELLED
+                    callback.completed_at = cp.now
         elif cp.release:
-            row.wake_at = cp.wake_at
+            row.wake_at = self._release_wake_at(execution_id, cp.wake_at, cp.now)
             row.lease_owner = row.lease_expires = None
         elif cp.lease_expires is not None:
             row.lease_expires = row.wake_at = cp.lease_expires
@@ -187,12 +222,16 @@ class MemoryStore:
         return lost
 
     async def release(self, lease: Lease, *, wake_at: float | None, now: float) -> None:
-        """Drop ``lease`` and set ``wake_at``; ignored when the lease is not held."""
+        """Drop ``lease`` and set ``wake_at``; ignored when the lease is not held.
+
+        As for a releasing checkpoint, ``wake_at`` becomes at most ``now`` while one of the
+        execution's callbacks has an undelivered outcome.
+        """
         self._check_open()
         row = self._held(lease)
         if row is not None:
             row.lease_owner = row.lease_expires = None
-            row.wake_at = wake_at
+            row.wake_at = self._release_wake_at(row.execution_id, wake_at, now)
             row.updated_at = now
 
     async def next_wake_at(self, exclude_owner: str | None = None) -> float | None:
@@ -226,3 +265,101 @@ class MemoryStore:
                 )
                 row.wake_at = now if row.wake_at is None else min(row.wake_at, now)
         return expired
+
+    # --- callbacks ------------------------------------------------------------------------
+
+    def _callbacks_in(self, execution_id: str) -> list[CallbackRow]:
+        return [self._callbacks[i] for i in self._callbacks_of.get(execution_id, ())]
+
+    def _release_wake_at(
+        self, execution_id: str, wake_at: float | None, now: float
+    ) -> float | None:
+        """``wake_at``, or ``now`` if earlier while an outcome waits to be delivered."""
+        if any(
+            c.status != CallbackStatus.PENDING and not c.delivered
+            for c in self._callbacks_in(execution_id)
+        ):
+            return now if wake_at is None else min(wake_at, now)
+        return wake_at
+
+    def _make_due(self, execution_id: str, now: float) -> None:
+        """Let a suspended execution be claimed at ``now`` (a leased one sees it on release)."""
+        row = self._rows.get(execution_id)
+        if row is not None and row.status == ExecutionStatus.RUNNING and row.lease_owner is None:
+            row.wake_at = now if row.wake_at is None else min(row.wake_at, now)
+
+    def _expire(self, callback: CallbackRow, now: float) -> bool:
+        """Mark ``callback`` ``TIMED_OUT`` if it is pending past a deadline; true if so."""
+        expired = cb.expiry(callback, now)
+        if expired is None:
+            return False
+        callback.status = CallbackStatus.TIMED_OUT
+        callback.error, callback.completed_at = expired
+        self._make_due(callback.execution_id, now)
+        return True
+
+    def _pending(self, callback_id: str, now: float) -> CallbackRow:
+        """The stored callback if it is still pending at ``now``; expires it otherwise."""
+        callback = self._callbacks.get(callback_id)
+        if callback is None:
+            raise cb.not_found(callback_id)
+        if callback.status != CallbackStatus.PENDING:
+            raise cb.not_pending(callback)
+        if self._expire(callback, now):
+            raise cb.timed_out(callback)
+        return callback
+
+    async def complete_callback(
+        self,
+        callback_id: str,
+        *,
+        status: str,
+        result: bytes | None,
+        error: ErrorInfo | None,
+        now: float,
+    ) -> CallbackRow:
+        """Record an outside system's answer and make the execution due unless it is leased.
+
+        Raises:
+            ValueError: ``status`` is neither ``SUCCEEDED`` nor ``FAILED``.
+            CallbackNotFoundError: no callback has this id.
+            CallbackAlreadyCompletedError: it is not pending, or it timed out just now (that
+                outcome is kept).
+        """
+        cb.check_answer(status)
+        self._check_open()
+        callback = self._pending(callback_id, now)
+        callback.status = status
+        callback.result = result
+        callback.error = error
+        callback.completed_at = now
+        self._make_due(callback.execution_id, now)
+        return replace(callback)
+
+    async def heartbeat_callback(self, callback_id: str, *, now: float) -> CallbackRow:
+        """Push the heartbeat deadline to ``now + heartbeat_timeout``; errors as for complete."""
+        self._check_open()
+        callback = self._pending(callback_id, now)
+        if callback.heartbeat_timeout is not None:
+            callback.heartbeat_at = now + callback.heartbeat_timeout
+        return replace(callback)
+
+    async def collect_callbacks(self, lease: Lease, *, now: float) -> list[CallbackRow]:
+        """Expire due pending callbacks, then return the undelivered ones, oldest first.
+
+        Raises:
+            LeaseLostError: ``lease`` is not held (nothing is written).
+        """
+        self._check_open()
+        row = self._fenced_row(lease, None)
+        undelivered = [c for c in self._callbacks_in(row.execution_id) if not c.delivered]
+        for callback in undelivered:
+            self._expire(callback, now)
+        undelivered.sort(key=lambda c: (c.created_at, c.callback_id))
+        return [replace(c) for c in undelivered]
+
+    async def get_callback(self, callback_id: str) -> CallbackRow | None:
+        """The callback, or ``None``."""
+        self._check_open()
+        callback = self._callbacks.get(callback_id)
+        return None if callback is None else replace(callback)

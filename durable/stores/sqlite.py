@@ -8,9 +8,11 @@ transaction, then resolves each caller only after ``COMMIT`` returned. With
 it: throughput grows with concurrency while every checkpoint is durable before its workflow
 moves on.
 
-Each write runs inside a savepoint, so one refused write (a lost lease, a bad value) is
-undone and reported to its own caller without failing the rest of the batch; an error of
-the transaction itself (locked, disk full) fails every write in it.
+Each write runs inside a savepoint, so one refused write (a lost lease, a bad value, an
+unknown callback) is undone and reported to its own caller, unchanged, without failing the
+rest of the batch; an error of the transaction itself (locked, disk full) fails every write
+in it. A write that must keep its changes and still fail (a callback found expired) returns
+:class:`~durable.stores._sqlite_schema.RaiseAfterCommit`.
 
 Every statement of a batch runs in one synchronous function on the connection's thread
 (see ``SQLiteStore._on_thread``), so a batch costs a single thread hop however many rows it writes.
@@ -29,8 +31,10 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from durable.errors import StoreError
+from durable.stores import _callbacks as cb
 from durable.stores import _sqlite_schema as sql
-from durable.stores.base import Checkpoint, ExecutionRow, Lease, ListQuery
+from durable.stores.base import CallbackRow, Checkpoint, ExecutionRow, Lease, ListQuery
+from durable.types import ErrorInfo
 
 __all__ = ["MAX_BATCH", "SQLiteStore"]
 
@@ -95,7 +99,11 @@ def _apply_batch(
         for write in writes:
             conn.execute("SAVEPOINT write")
             try:
-                outcomes.append((True, write(conn)))
+                value = write(conn)
+                if isinstance(value, sql.RaiseAfterCommit):
+                    outcomes.append((False, value.error))
+                else:
+                    outcomes.append((True, value))
             except Exception as exc:
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, _JOB_ERRORS):
                     raise  # the transaction itself failed: the whole batch fails
@@ -264,7 +272,7 @@ class SQLiteStore:
             else:
                 write.future.set_exception(value)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T | sql.RaiseAfterCommit]) -> T:
         if self._queue is None:
             raise StoreError(f"{self!r} is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -334,3 +342,41 @@ class SQLiteStore:
         """Make these owners' leases claimable at ``now``; returns how many."""
         owners = list(owners)
         return await self._write(lambda conn: sql.expire(conn, owners, now))
+
+    async def complete_callback(
+        self,
+        callback_id: str,
+        *,
+        status: str,
+        result: bytes | None,
+        error: ErrorInfo | None,
+        now: float,
+    ) -> CallbackRow:
+        """Record an outside system's answer and make the execution due unless it is leased.
+
+        Raises:
+            ValueError: ``status`` is neither ``SUCCEEDED`` nor ``FAILED``.
+            CallbackNotFoundError: no callback has this id.
+            CallbackAlreadyCompletedError: it is not pending, or it timed out just now (that
+                outcome is committed).
+        """
+        cb.check_answer(status)
+        return await self._write(
+            lambda conn: sql.complete_callback(conn, callback_id, status, result, error, now)
+        )
+
+    async def heartbeat_callback(self, callback_id: str, *, now: float) -> CallbackRow:
+        """Push the heartbeat deadline to ``now + heartbeat_timeout``; errors as for complete."""
+        return await self._write(lambda conn: sql.heartbeat_callback(conn, callback_id, now))
+
+    async def collect_callbacks(self, lease: Lease, *, now: float) -> list[CallbackRow]:
+        """Expire due pending callbacks, then return the undelivered ones, oldest first.
+
+        Raises:
+            LeaseLostError: ``lease`` is not held (nothing is written).
+        """
+        return await self._write(lambda conn: sql.collect_callbacks(conn, lease, now))
+
+    async def get_callback(self, callback_id: str) -> CallbackRow | None:
+        """The callback, or ``None``."""
+        return await self._read(sql.select_callback, callback_id)

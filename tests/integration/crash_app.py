@@ -1,6 +1,7 @@
 """A worker process that the crash tests start, SIGKILL and restart.
 
-Usage: ``python -m tests.integration.crash_app DB MARKS (run WORKFLOW ID | resume ID) [--skew S]``
+Usage: ``python -m tests.integration.crash_app DB MARKS (run WORKFLOW ID | resume ID |
+send CALLBACK_ID JSON) [--skew S]``
 
 Steps append lines to the MARKS file (fsynced) so the test can see, from outside, what ran
 and how often. ``--skew S`` runs the process S seconds in the future: the restarted worker
@@ -74,17 +75,35 @@ def build(db: str, marks: str, skew: float) -> Engine:
         await ctx.step(lambda: mark("after ran"), name="after")
         return "waited"
 
+    @engine.workflow
+    async def approval(ctx: DurableContext) -> object:
+        cb = await ctx.create_callback(name="approval")
+        await ctx.step(lambda: mark(f"callback {cb.id}"), name="hand-out")
+        answer = await cb.result()
+        await ctx.step(lambda: mark("after ran"), name="after")
+        return answer
+
     return engine
+
+
+async def send(db: str, callback_id: str, payload: str) -> None:
+    """Answer a callback from a client-only engine (another process than the worker)."""
+    async with Engine(db, worker=False) as client:
+        await client.send_callback_success(callback_id, json.loads(payload))
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("db")
     parser.add_argument("marks")
-    parser.add_argument("command", choices=["run", "resume"])
+    parser.add_argument("command", choices=["run", "resume", "send"])
     parser.add_argument("args", nargs="*")
     parser.add_argument("--skew", type=float, default=0.0)
     ns = parser.parse_args()
+    if ns.command == "send":
+        await send(ns.db, *ns.args)
+        print(json.dumps(None))
+        return
     engine = build(ns.db, ns.marks, ns.skew)
     async with engine:
         if ns.command == "run":

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from durable import Engine, HistoryEvent
+from durable import Engine, ExecutionNotFoundError, HistoryEvent
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,8 +70,12 @@ def finish(proc: subprocess.Popen[str]) -> Any:
 
 
 async def history(db: Path, execution_id: str) -> list[HistoryEvent]:
+    """The history as another process sees it (empty until the execution exists)."""
     async with Engine(str(db), worker=False) as client:
-        return await client.history(execution_id)
+        try:
+            return await client.history(execution_id)
+        except ExecutionNotFoundError:
+            return []
 
 
 def count(marks: Path, text: str) -> int:
@@ -150,3 +154,45 @@ async def test_sigkill_mid_wait_keeps_the_timer_and_fires_it_once(tmp_path: Path
     assert count(marks, "after ran") == 1
     assert types_of(after).count("WaitStarted") == 1
     assert types_of(after).count("WaitSucceeded") == 1
+
+
+def callback_id_from(marks: Path) -> str:
+    [line] = [x for x in marks.read_text().splitlines() if x.startswith("callback ")]
+    return line.split(" ", 1)[1]
+
+
+async def test_a_callback_answered_from_another_process_resumes_the_worker(tmp_path: Path) -> None:
+    db, marks = tmp_path / "w.db", tmp_path / "marks"
+    worker = spawn(db, marks, "run", "approval", "a1")
+    end = time.monotonic() + 30
+    while not (marks.exists() and "callback " in marks.read_text()):
+        assert time.monotonic() < end, "no callback handed out"
+        assert worker.poll() is None, "the worker exited early"
+        await anyio.sleep(0.02)
+    sender = spawn(db, marks, "send", callback_id_from(marks), '{"approved": true}')
+    assert finish(sender) is None  # a client-only engine in its own process
+    assert finish(worker) == {"approved": True}
+    assert count(marks, "after ran") == 1
+
+
+async def test_sigkill_while_waiting_on_a_callback_answered_while_down(tmp_path: Path) -> None:
+    db, marks = tmp_path / "w.db", tmp_path / "marks"
+    worker = spawn(db, marks, "run", "approval", "a2")
+    end = time.monotonic() + 30
+    while "CallbackStarted" not in types_of(before := await history(db, "a2")) or not (
+        marks.exists() and "callback " in marks.read_text()
+    ):
+        assert time.monotonic() < end, "no callback handed out"
+        assert worker.poll() is None, "the worker exited early"
+        await anyio.sleep(0.02)
+    kill(worker)
+    sender = spawn(db, marks, "send", callback_id_from(marks), '"yes"')
+    assert finish(sender) is None  # answered while no worker runs
+
+    restarted = spawn(db, marks, "resume", "a2")
+    assert finish(restarted) == "yes"
+    after = await history(db, "a2")
+    assert [e.raw for e in after[: len(before)]] == [e.raw for e in before]
+    assert count(marks, "after ran") == 1
+    assert len([x for x in marks.read_text().splitlines() if x.startswith("callback ")]) == 1
+    assert types_of(after).count("CallbackSucceeded") == 1

@@ -12,9 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from durable.errors import LeaseLostError, StoreError
-from durable.stores import Checkpoint, ExecutionRow, Finish, Lease, SQLiteStore
-from durable.stores._sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
+from durable.errors import (
+    CallbackAlreadyCompletedError,
+    CallbackNotFoundError,
+    LeaseLostError,
+    StoreError,
+)
+from durable.stores import (
+    CallbackStatus,
+    Checkpoint,
+    ExecutionRow,
+    Finish,
+    Lease,
+    NewCallback,
+    SQLiteStore,
+)
+from durable.stores._sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 OWNER = "worker-1"
 
@@ -302,3 +315,185 @@ async def test_two_stores_on_one_file_never_claim_the_same_execution(tmp_path: P
     finally:
         await first.close()
         await second.close()
+
+
+# --- callbacks ------------------------------------------------------------------------------
+
+SUCCEEDED = CallbackStatus.SUCCEEDED
+
+
+async def test_a_version_1_database_is_migrated_in_place_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v1.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for statement in MIGRATIONS[0]:  # the version-1 DDL, as the first release wrote it
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(
+            "INSERT INTO executions (execution_id, workflow, status, input, created_at,"
+            " updated_at, seed, wake_at, next_seq) VALUES ('old', 'wf', 'RUNNING', x'90', 1.0,"
+            " 2.0, 7, 3.0, 2)"
+        )
+        conn.executemany(
+            "INSERT INTO events (execution_id, seq, data) VALUES ('old', ?, ?)",
+            [(1, b"first"), (2, b"second")],
+        )
+    assert pragma(path, "user_version") == 1
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        loaded = await store.load("old")
+        assert loaded is not None
+        row, events = loaded
+        assert (row.workflow, row.seed, row.wake_at, row.next_seq) == ("wf", 7, 3.0, 2)
+        assert events == [b"first", b"second"]
+        [lease] = await store.claim(owner=OWNER, now=3.0, lease_expires=30.0, limit=1)
+        new = NewCallback("cb", "op-1", 4.0, timeout_at=100.0)
+        await store.commit(Checkpoint(lease, 3, [b"third"], now=4.0, callbacks=[new]))
+        await store.complete_callback("cb", status=SUCCEEDED, result=b"\x01", error=None, now=5.0)
+    finally:
+        await store.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+    assert pragma(path, "application_id") == APPLICATION_ID
+
+    await store.open()  # reopening a migrated file migrates nothing and keeps the callback
+    try:
+        found = await store.get_callback("cb")
+        assert found is not None
+        assert (found.execution_id, found.status, found.result) == ("old", SUCCEEDED, b"\x01")
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"callbacks", "callbacks_execution_id", "callbacks_undelivered"} <= indexes
+
+
+async def test_callback_errors_fail_only_their_own_write_in_a_batch(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 30)
+    owner = leases[0]
+    news = [
+        NewCallback("expired", "op-1", 1.0, timeout_at=5.0),
+        NewCallback("done", "op-2", 1.0),
+        NewCallback("ok", "op-3", 1.0, heartbeat_timeout=60.0),
+    ]
+    await store.commit(Checkpoint(owner, 2, [b"cb"], now=1.0, callbacks=news))
+    await store.complete_callback("done", status=SUCCEEDED, result=None, error=None, now=2.0)
+
+    batches_before = store._batches
+    outcomes = await asyncio.gather(
+        store.complete_callback("ghost", status=SUCCEEDED, result=None, error=None, now=10.0),
+        *(store.commit(Checkpoint(lease, 2, [b"a"], now=10.0)) for lease in leases[1:15]),
+        store.complete_callback("done", status=SUCCEEDED, result=None, error=None, now=10.0),
+        store.complete_callback("expired", status=SUCCEEDED, result=None, error=None, now=10.0),
+        store.heartbeat_callback("ghost", now=10.0),
+        *(store.commit(Checkpoint(lease, 2, [b"a"], now=10.0)) for lease in leases[15:]),
+        store.heartbeat_callback("ok", now=10.0),
+        return_exceptions=True,
+    )
+    assert store._batches - batches_before == 1  # every write shared one transaction
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == [
+        "CallbackNotFoundError",
+        *["NoneType"] * 14,
+        "CallbackAlreadyCompletedError",
+        "CallbackAlreadyCompletedError",
+        "CallbackNotFoundError",
+        *["NoneType"] * 15,
+        "CallbackRow",
+    ]
+    assert type(outcomes[0]) is CallbackNotFoundError  # not wrapped as StoreError
+    assert type(outcomes[16]) is CallbackAlreadyCompletedError
+    assert "timed out" in str(outcomes[16])
+    for lease in leases[1:]:
+        loaded = await store.load(lease.execution_id)
+        assert loaded is not None
+        assert loaded[1] == [b"start", b"a"]
+    expired = await store.get_callback("expired")
+    assert expired is not None
+    assert (expired.status, expired.completed_at) == (CallbackStatus.TIMED_OUT, 5.0)
+    ok = await store.get_callback("ok")
+    assert ok is not None
+    assert ok.heartbeat_at == 70.0
+
+
+async def test_a_refused_checkpoint_in_a_batch_keeps_the_others(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 3)
+    await store.commit(
+        Checkpoint(leases[0], 2, [b"a"], now=1.0, callbacks=[NewCallback("x", "o", 1.0)])
+    )
+    outcomes = await asyncio.gather(
+        store.commit(
+            Checkpoint(leases[1], 2, [b"a"], now=2.0, callbacks=[NewCallback("x", "o", 2.0)])
+        ),
+        store.commit(Checkpoint(leases[2], 2, [b"a"], now=2.0, delivered=["x"])),
+        store.commit(Checkpoint(leases[0], 3, [b"b"], now=2.0)),
+        return_exceptions=True,
+    )
+    assert [type(o) for o in outcomes] == [ValueError, ValueError, type(None)]
+    for lease, count in zip(leases, (3, 1, 1), strict=True):
+        row = await store.get_execution(lease.execution_id)
+        assert row is not None
+        assert row.next_seq == count
+
+
+async def test_callback_queries_use_their_indexes(store: SQLiteStore) -> None:
+    assert store._reader is not None
+    for query, index in (
+        (
+            "SELECT 1 FROM callbacks WHERE execution_id = 'a' AND delivered = 0"
+            " AND status != 'PENDING' LIMIT 1",
+            "callbacks_undelivered",
+        ),
+        (
+            "SELECT callback_id FROM callbacks WHERE execution_id = 'a' AND delivered = 0"
+            " ORDER BY created_at, callback_id",
+            "callbacks_execution_id",
+        ),
+        (
+            "UPDATE callbacks SET status = 'CANCELLED' WHERE execution_id = 'a'"
+            " AND status = 'PENDING'",
+            "callbacks_execution_id",
+        ),
+    ):
+        cursor = await store._reader.execute(f"EXPLAIN QUERY PLAN {query}")
+        plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+        await cursor.close()
+        assert index in plan, plan
+
+
+async def test_get_callback_reads_while_another_process_writes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db", busy_timeout=0.05)
+    await store.open()
+    try:
+        [lease] = await lease_many(store, 1)
+        await store.commit(
+            Checkpoint(lease, 2, [], now=1.0, callbacks=[NewCallback("cb", "o", 1.0)])
+        )
+        with exclusive_lock(tmp_path / "t.db"):
+            found = await store.get_callback("cb")
+            assert found is not None
+            assert found.status == CallbackStatus.PENDING
+            assert await store.get_callback("ghost") is None
+            with pytest.raises(StoreError, match="locked"):
+                await store.complete_callback(
+                    "cb", status=SUCCEEDED, result=None, error=None, now=2.0
+                )
+        done = await store.complete_callback(
+            "cb", status=SUCCEEDED, result=None, error=None, now=2.0
+        )
+        assert done.status == SUCCEEDED
+    finally:
+        await store.close()
+
+
+async def test_callbacks_go_with_their_execution(store: SQLiteStore) -> None:
+    [lease] = await lease_many(store, 1)
+    await store.commit(Checkpoint(lease, 2, [], now=1.0, callbacks=[NewCallback("cb", "o", 1.0)]))
+    assert store._writer is not None
+    await (await store._writer.execute("DELETE FROM executions")).close()
+    assert await store.get_callback("cb") is None
+    with pytest.raises(CallbackNotFoundError):
+        await store.heartbeat_callback("cb", now=2.0)

@@ -1,0 +1,145 @@
+"""Callback rules shared by every store, so that each backend words and decides them alike.
+
+The stores differ only in where rows live; whether a pending callback has expired, which
+deadline decides, and what every refusal says are decided here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from durable.errors import CallbackAlreadyCompletedError, CallbackNotFoundError
+from durable.stores.base import CallbackRow, CallbackStatus, NewCallback
+from durable.types import ErrorInfo
+
+__all__ = [
+    "ANSWERS",
+    "check_answer",
+    "check_delivered",
+    "check_new",
+    "expiry",
+    "new_row",
+    "not_found",
+    "not_pending",
+    "timed_out",
+]
+
+ANSWERS = (CallbackStatus.SUCCEEDED, CallbackStatus.FAILED)
+"""The statuses an outside system may complete a callback with."""
+
+
+def check_answer(status: str) -> None:
+    """Refuse a completion status other than ``SUCCEEDED`` or ``FAILED``.
+
+    Raises:
+        ValueError: naming the status.
+    """
+    if status not in ANSWERS:
+        raise ValueError(
+            f"a callback is completed with status {' or '.join(ANSWERS)}, not {status!r}"
+        )
+
+
+def new_row(execution_id: str, new: NewCallback) -> CallbackRow:
+    """The ``PENDING`` row a checkpoint inserts for ``new``."""
+    heartbeat_at = None if new.heartbeat_timeout is None else new.created_at + new.heartbeat_timeout
+    return CallbackRow(
+        callback_id=new.callback_id,
+        execution_id=execution_id,
+        operation_id=new.operation_id,
+        status=CallbackStatus.PENDING,
+        created_at=new.created_at,
+        timeout_at=new.timeout_at,
+        heartbeat_timeout=new.heartbeat_timeout,
+        heartbeat_at=heartbeat_at,
+    )
+
+
+def check_new(news: list[NewCallback], existing: Iterable[str]) -> None:
+    """Refuse callback ids that are already stored or repeated within one checkpoint.
+
+    Raises:
+        ValueError: naming the id (the checkpoint writes nothing).
+    """
+    taken = set(existing)
+    for new in news:
+        if new.callback_id in taken:
+            raise ValueError(f"callback {new.callback_id!r} already exists")
+        taken.add(new.callback_id)
+
+
+def check_delivered(
+    execution_id: str, ids: Iterable[str], found: dict[str, tuple[str, str]]
+) -> None:
+    """Refuse to mark delivered a callback that is unknown, another's, or still pending.
+
+    ``found`` maps each stored id among ``ids`` to its ``(execution_id, status)``. An outcome
+    can only be delivered once it exists; marking a pending callback delivered would lose the
+    answer it is waiting for.
+
+    Raises:
+        ValueError: naming the id (the checkpoint writes nothing).
+    """
+    for callback_id in ids:
+        if callback_id not in found:
+            raise ValueError(f"cannot mark callback {callback_id!r} delivered: no such callback")
+        owner, status = found[callback_id]
+        if owner != execution_id:
+            raise ValueError(
+                f"cannot mark callback {callback_id!r} delivered by execution "
+                f"{execution_id!r}: it belongs to execution {owner!r}"
+            )
+        if status == CallbackStatus.PENDING:
+            raise ValueError(f"cannot mark callback {callback_id!r} delivered: it is still PENDING")
+
+
+def expiry(row: CallbackRow, now: float) -> tuple[ErrorInfo, float] | None:
+    """The timeout error and its deadline when pending ``row`` is past a deadline at ``now``.
+
+    The earlier deadline decides; when both fall at the same time, ``Callback.Timeout`` does.
+    ``None`` when the callback is not pending or no deadline has passed.
+    """
+    if row.status != CallbackStatus.PENDING:
+        return None
+    # (deadline, rank, error): ties go to the overall timeout.
+    passed: list[tuple[float, int, ErrorInfo]] = []
+    if row.timeout_at is not None and row.timeout_at <= now:
+        seconds = row.timeout_at - row.created_at
+        message = f"callback timed out after {seconds:g} s"
+        passed.append((row.timeout_at, 0, ErrorInfo(type="Callback.Timeout", message=message)))
+    if (
+        row.heartbeat_at is not None
+        and row.heartbeat_timeout is not None
+        and row.heartbeat_at <= now
+    ):
+        message = f"no heartbeat for {row.heartbeat_timeout:g} s"
+        passed.append((row.heartbeat_at, 1, ErrorInfo(type="Callback.Heartbeat", message=message)))
+    if not passed:
+        return None
+    deadline, _, error = min(passed, key=lambda item: item[:2])
+    return error, deadline
+
+
+def not_found(callback_id: str) -> CallbackNotFoundError:
+    """The error for an id no callback has."""
+    return CallbackNotFoundError(f"no callback has id {callback_id!r}")
+
+
+def not_pending(row: CallbackRow) -> CallbackAlreadyCompletedError:
+    """The error for a callback that is no longer ``PENDING``."""
+    callback_id, status = row.callback_id, row.status
+    if status == CallbackStatus.CANCELLED:
+        why = f"it was cancelled because execution {row.execution_id!r} has ended"
+    elif status == CallbackStatus.TIMED_OUT:
+        why = "it already timed out"
+    else:
+        why = "it was already completed"
+    return CallbackAlreadyCompletedError(f"callback {callback_id!r} is {status}: {why}")
+
+
+def timed_out(row: CallbackRow) -> CallbackAlreadyCompletedError:
+    """The error for a callback that timed out when this very call looked at it."""
+    detail = "" if row.error is None else f" ({row.error.type}: {row.error.message})"
+    return CallbackAlreadyCompletedError(
+        f"callback {row.callback_id!r} is {row.status}: it timed out{detail}"
+    )
