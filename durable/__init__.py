@@ -7,7 +7,7 @@ already recorded.
 """
 
 from durable.callback import Callback
-from durable.clock import SystemClock, VirtualClock
+from durable.clock import Clock, SystemClock, VirtualClock
 from durable.condition import poll_until
 from durable.context import DurableContext
 from durable.engine import Engine
@@ -57,6 +57,7 @@ __all__ = [
     "CallbackNotFoundError",
     "CallbackTimeoutError",
     "ChildContextError",
+    "Clock",
     "DurableContext",
     "DurableError",
     "Engine",

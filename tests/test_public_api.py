@@ -13,6 +13,7 @@ EXPECTED = [
     "CallbackNotFoundError",
     "CallbackTimeoutError",
     "ChildContextError",
+    "Clock",
     "DurableContext",
     "DurableError",
     "Engine",

@@ -244,7 +244,11 @@ class Store(Protocol):
         ...
 
     async def release(self, lease: Lease, *, wake_at: float | None, now: float) -> None:
-        """Drop a lease without writing events (e.g. on shutdown). Ignored if not held."""
+        """Drop a lease without writing events (e.g. on shutdown). Ignored if not held.
+
+        Applies the same wake-up rule as a releasing checkpoint: an answered but undelivered
+        callback makes ``wake_at`` at most ``now``.
+        """
         ...
 
     async def next_wake_at(self, exclude_owner: str | None = None) -> float | None:
