@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import anyio
-
 from _machine import print_machine
+
 from durable import Engine, ExecutionStatus
 
 WORKER = """
@@ -69,7 +69,7 @@ async def measure(db: str, n: int) -> list[float]:
             await anyio.sleep(0.05)  # let the worker suspend: answer a sleeping workflow
             sent = time.perf_counter()
             await client.send_callback_success(callback_id, {"i": i})
-            while (await client.get(handle.execution_id)).status is ExecutionStatus.RUNNING:
+            while (await client.get(handle.execution_id)).status is ExecutionStatus.RUNNING:  # noqa: ASYNC110 - another process finishes it
                 await anyio.sleep(0.001)
             latencies.append(time.perf_counter() - sent)
     return latencies
