@@ -8,6 +8,15 @@ already recorded.
 
 from durable.callback import Callback
 from durable.clock import Clock, SystemClock, VirtualClock
+from durable.completion import (
+    BatchItem,
+    BatchItemStatus,
+    BatchResult,
+    BatchStatus,
+    Branch,
+    Completion,
+    CompletionReason,
+)
 from durable.condition import poll_until
 from durable.context import DurableContext
 from durable.engine import Engine
@@ -50,6 +59,11 @@ from durable.workflow import Workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchItem",
+    "BatchItemStatus",
+    "BatchResult",
+    "BatchStatus",
+    "Branch",
     "Callback",
     "CallbackAlreadyCompletedError",
     "CallbackError",
@@ -58,6 +72,8 @@ __all__ = [
     "CallbackTimeoutError",
     "ChildContextError",
     "Clock",
+    "Completion",
+    "CompletionReason",
     "DurableContext",
     "DurableError",
     "Engine",

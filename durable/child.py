@@ -36,13 +36,15 @@ class ChildContextOp(Operation[T]):
     default_sub_type = SubType.RUN_IN_CHILD_CONTEXT.value
     rerun_failures: ClassVar[bool] = False
     """Re-run a failed child on replay so it raises its original error (not a summary)."""
-    __slots__ = ("fn",)
+    __slots__ = ("fiber", "fn")
 
     def __init__(
         self, ctx: DurableContext, fn: ChildFn, *, name: str | None, sub_type: str | None = None
     ) -> None:
         super().__init__(ctx, name, sub_type=sub_type)
         self.fn = fn
+        self.fiber: Fiber | None = None
+        """The child's coroutine while it runs in this invocation."""
 
     @property
     def label(self) -> str:
@@ -63,7 +65,7 @@ class ChildContextOp(Operation[T]):
             record = inv.record(self.event(EventType.CONTEXT_STARTED, inv.now()))
             assert record is not None
         child = fiber.ctx._child(self.op_id, start_time=record.started_ts)
-        inv.spawn_child(fiber, self, self.body(child), child)
+        self.fiber = inv.spawn_child(fiber, self, self.body(child), child)
         return None
 
     def body(self, child: DurableContext) -> Coroutine[Any, Any, Any]:

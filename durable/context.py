@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import random as _random
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from durable.batch import BatchOp, ItemFn
 from durable.callback import CreateCallbackOp, WaitForCallbackOp
 from durable.child import ChildContextOp
+from durable.completion import Branch, Completion
 from durable.condition import Strategy, WaitForConditionOp
+from durable.events import SubType
 from durable.log import ReplayAwareLogger
 from durable.replay import operation_id
 from durable.step import StepOp
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["DurableContext"]
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 
 
 class DurableContext:
@@ -243,6 +249,83 @@ class DurableContext:
         if not callable(fn):
             raise TypeError(f"run_in_child_context needs an async function, got {fn!r}")
         return ChildContextOp(self, fn, name=name)
+
+    def parallel(
+        self,
+        branches: Sequence[Callable[[DurableContext], Coroutine[Any, Any, Any]] | Branch[Any]],
+        *,
+        name: str | None = None,
+        max_concurrency: int | None = None,
+        completion: Completion | None = None,
+    ) -> BatchOp:
+        """Run ``async def branch(ctx)`` callables (or ``Branch(fn, name=...)``) concurrently.
+
+        Each branch is a child context. Returns a :class:`~durable.BatchResult` in branch
+        order; branch failures never raise by themselves (``throw_if_error()`` does).
+        ``completion`` defaults to :meth:`Completion.all_successful`.
+
+        Raises (at once, before anything is recorded):
+            TypeError: a branch is not an async callable.
+            ValueError: ``max_concurrency < 1`` or a completion that cannot be met.
+        """
+        wrapped = [b if isinstance(b, Branch) else Branch(b) for b in branches]
+        return BatchOp(
+            self,
+            [b.fn for b in wrapped],
+            [b.name for b in wrapped],
+            name=name,
+            sub_type=SubType.PARALLEL.value,
+            item_sub_type=SubType.PARALLEL_BRANCH.value,
+            max_concurrency=max_concurrency,
+            completion=completion if completion is not None else Completion.all_successful(),
+        )
+
+    def map(
+        self,
+        items: Iterable[ItemT],
+        fn: Callable[[DurableContext, ItemT, int], Coroutine[Any, Any, Any]],
+        *,
+        name: str | None = None,
+        max_concurrency: int | None = None,
+        completion: Completion | None = None,
+        item_name: Callable[[ItemT, int], str] | None = None,
+    ) -> BatchOp:
+        """Run ``async def fn(ctx, item, index)`` for every item, each in a child context.
+
+        Items start in index order up to ``max_concurrency``; results come back in index
+        order. ``completion`` defaults to fail-fast (stop after the first failure).
+        ``item_name(item, index)`` names each iteration in the history.
+
+        Raises (at once, before anything is recorded):
+            TypeError: ``fn`` is not an async function.
+            ValueError: ``max_concurrency < 1`` or a completion that cannot be met.
+        """
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"ctx.map needs an 'async def fn(ctx, item, index)', got {fn!r}")
+        values = list(items)
+        makers: list[ItemFn] = [
+            functools.partial(_call_item, fn, v, i) for i, v in enumerate(values)
+        ]
+        names = [item_name(v, i) if item_name else None for i, v in enumerate(values)]
+        return BatchOp(
+            self,
+            makers,
+            names,
+            name=name,
+            sub_type=SubType.MAP.value,
+            item_sub_type=SubType.MAP_ITERATION.value,
+            max_concurrency=max_concurrency,
+            completion=completion if completion is not None else Completion(),
+        )
+
+
+def _call_item(
+    fn: Callable[[DurableContext, Any, int], Coroutine[Any, Any, Any]],
+    item: Any,
+    index: int,
+    ctx: DurableContext,
+) -> Coroutine[Any, Any, Any]:
+    return fn(ctx, item, index)
 
 
 def _optional_seconds(value: Duration | None, what: str) -> float | None:

@@ -71,7 +71,7 @@ class Runtime:
 class Fiber:
     """One coroutine the driver steps: the workflow itself or a child context."""
 
-    __slots__ = ("coro", "ctx", "outcome", "parent", "parent_op")
+    __slots__ = ("cancelled", "children", "coro", "ctx", "outcome", "parent", "parent_op", "scopes")
 
     def __init__(
         self,
@@ -87,6 +87,9 @@ class Fiber:
         """The fiber waiting for this one (``None`` for the workflow itself)."""
         self.parent_op = parent_op
         """The operation of ``parent`` that started this child context."""
+        self.children: list[Fiber] = []
+        self.scopes: set[anyio.CancelScope] = set()
+        self.cancelled = False
 
     @property
     def done(self) -> bool:
@@ -150,11 +153,26 @@ class Invocation:
 
     def spawn_child(
         self, parent: Fiber, op: Operation[Any], coro: Coroutine[Any, Any, Any], ctx: DurableContext
-    ) -> None:
+    ) -> Fiber:
         """Run ``coro`` as a child context of ``parent``; ``op.on_child_done`` gets its end."""
         child = Fiber(coro, ctx, parent, op)
+        parent.children.append(child)
         self._fibers.append(child)
         self._ready.append((child, None))
+        return child
+
+    def cancel_fiber(self, fiber: Fiber) -> None:
+        """Stop a child context and everything under it: its running attempts are cancelled,
+        its coroutine closed, and nothing it was doing is recorded from now on."""
+        for child in fiber.children:
+            self.cancel_fiber(child)
+        if fiber.cancelled or fiber.done:
+            return
+        fiber.cancelled = True
+        self._blocked.pop(fiber, None)
+        for scope in fiber.scopes:
+            scope.cancel()
+        self._close(fiber)
 
     def add_callback(self, callback: NewCallback, deadline: float | None) -> None:
         """A callback created now: stored with the next commit, expiring at ``deadline``."""
@@ -179,11 +197,23 @@ class Invocation:
         With ``durable_first`` the events recorded so far are committed before it starts.
         """
 
+        scope = anyio.CancelScope()
+        fiber.scopes.add(scope)
+
         async def run() -> None:
+            payload: Any = None
             try:
-                payload = await work
+                if fiber.cancelled:  # its batch completed before this attempt got going
+                    work.close()
+                    return
+                with scope:
+                    payload = await work
             finally:
                 self._running -= 1
+                fiber.scopes.discard(scope)
+            if scope.cancel_called or fiber.cancelled:
+                work.close()
+                return
             self._arrivals.append((fiber, op, payload))
             self._arrived.set()
 
@@ -289,7 +319,7 @@ class Invocation:
                 assert self._tg is not None
                 for run in launch:
                     self._tg.start_soon(run)
-                self._ready.extend(self._held)
+                self._ready.extend(held for held in self._held if not held[0].cancelled)
                 self._held.clear()
                 continue
             if self._inbox_requested:
@@ -341,6 +371,8 @@ class Invocation:
         outcomes: list[tuple[Fiber, Outcome]] = []
         while self._arrivals:
             fiber, op, payload = self._arrivals.popleft()
+            if fiber.cancelled:
+                continue
             outcome = self._guard(fiber, functools.partial(op.on_arrival, self, fiber, payload))
             if outcome is not None:
                 outcomes.append((fiber, outcome))
@@ -372,7 +404,8 @@ class Invocation:
         """Advance every ready fiber until it blocks or ends: replay happens here."""
         while self._ready and self._fatal is None:
             fiber, outcome = self._ready.popleft()
-            self._advance(fiber, outcome)
+            if not fiber.cancelled:
+                self._advance(fiber, outcome)
 
     def _advance(self, fiber: Fiber, outcome: Outcome | None) -> None:
         coro = fiber.coro
@@ -497,16 +530,18 @@ class Invocation:
 
     def _close_fibers(self) -> None:
         for fiber in self._fibers:
-            if fiber.done:
-                continue
-            try:
-                fiber.coro.close()
-            except RuntimeError as exc:  # awaited a durable call in a finally block
-                self.logger.warning(
-                    "workflow coroutine did not close cleanly",
-                    execution_id=self.execution_id,
-                    error=str(exc),
-                )
+            if not fiber.done and not fiber.cancelled:
+                self._close(fiber)
+
+    def _close(self, fiber: Fiber) -> None:
+        try:
+            fiber.coro.close()
+        except RuntimeError as exc:  # awaited a durable call in a finally block
+            self.logger.warning(
+                "workflow coroutine did not close cleanly",
+                execution_id=self.execution_id,
+                error=str(exc),
+            )
 
 
 _CALLBACK_OUTCOME = {

@@ -6,6 +6,11 @@ import durable
 import durable.errors
 
 EXPECTED = [
+    "BatchItem",
+    "BatchItemStatus",
+    "BatchResult",
+    "BatchStatus",
+    "Branch",
     "Callback",
     "CallbackAlreadyCompletedError",
     "CallbackError",
@@ -14,6 +19,8 @@ EXPECTED = [
     "CallbackTimeoutError",
     "ChildContextError",
     "Clock",
+    "Completion",
+    "CompletionReason",
     "DurableContext",
     "DurableError",
     "Engine",
