@@ -16,7 +16,9 @@ from durable.callback import CreateCallbackOp, WaitForCallbackOp
 from durable.child import ChildContextOp
 from durable.completion import Branch, Completion
 from durable.condition import Strategy, WaitForConditionOp
+from durable.errors import WorkflowNotFoundError
 from durable.events import SubType
+from durable.invoke import InvokeOp
 from durable.log import ReplayAwareLogger
 from durable.replay import operation_id
 from durable.step import StepOp
@@ -25,6 +27,7 @@ from durable.wait import WaitOp
 
 if TYPE_CHECKING:
     from durable.invocation import Invocation
+    from durable.workflow import Workflow
 
 __all__ = ["DurableContext"]
 
@@ -316,6 +319,43 @@ class DurableContext:
             item_sub_type=SubType.MAP_ITERATION.value,
             max_concurrency=max_concurrency,
             completion=completion if completion is not None else Completion(),
+        )
+
+    def invoke(
+        self,
+        workflow: Workflow[T] | str,
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        timeout: Duration | None = None,
+    ) -> InvokeOp[T]:
+        """Start a registered workflow as a child execution and await its result.
+
+        The child has its own id (``<this execution id>:<operation id>``), shows in
+        ``engine.list()`` with ``parent_id`` set, and may run on any worker. Stopping this
+        execution stops it too; a ``timeout`` stops it and fails the invoke.
+
+        Raises (at once, before anything is recorded):
+            WorkflowNotFoundError: the workflow is not registered on this engine.
+            SerializationError, PayloadTooLargeError: the payload cannot be stored.
+
+        Raises (when awaited):
+            InvokeError: the child failed, stopped or timed out (its type and message).
+        """
+        wf_name = workflow if isinstance(workflow, str) else workflow.name
+        registered = self._inv.rt.workflows.get(wf_name)
+        if registered is None:
+            known = ", ".join(sorted(self._inv.rt.workflows)) or "none"
+            raise WorkflowNotFoundError(
+                f"ctx.invoke: no workflow named {wf_name!r} is registered (registered: {known})"
+            )
+        data = self._inv.serde.encode(payload, what=f"input of invoked workflow {wf_name!r}")
+        return InvokeOp(
+            self,
+            registered,
+            data,
+            name=name,
+            timeout=_optional_seconds(timeout, "invoke timeout"),
         )
 
 

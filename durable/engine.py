@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import secrets
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from durable.errors import (
     ExecutionAlreadyExistsError,
     ExecutionFailedError,
     ExecutionNotFoundError,
+    ExecutionNotRunningError,
     WorkflowNotFoundError,
 )
 from durable.events import Event, EventType, HistoryEvent, decode_events, encode_event
@@ -31,7 +31,7 @@ from durable.stores import open_store
 from durable.stores.base import CallbackStatus, ExecutionRow, Lease, ListQuery, Store
 from durable.types import Duration, ErrorInfo, Execution, ExecutionStatus, to_seconds
 from durable.worker import Worker, make_owner_id
-from durable.workflow import Workflow, WorkflowFn
+from durable.workflow import Workflow, WorkflowFn, new_execution
 
 __all__ = ["Engine"]
 
@@ -230,28 +230,12 @@ class Engine:
         execution_id = execution_id or uuid.uuid4().hex
         data = self.serde.encode(input, what=f"input of workflow {name!r}")
         now = self.clock.now()
-        row = ExecutionRow(
-            execution_id=execution_id,
-            workflow=name,
-            status=ExecutionStatus.RUNNING.value,
-            input=data,
-            created_at=now,
-            updated_at=now,
-            seed=secrets.randbits(63),
-            wake_at=now,
-            deadline=now + wf.timeout if wf is not None and wf.timeout else None,
-            retention=wf.retention if wf is not None else None,
-        )
+        row, events = new_execution(name, execution_id, data, now, workflow=wf)
         run_here = wf is not None and self.is_worker and self.worker.has_capacity
         if run_here:
             row.lease_owner = self.owner
             row.lease_epoch = 1
             row.lease_expires = row.wake_at = now + self._runtime.lease_time
-        events = [
-            encode_event(
-                Event(t=EventType.EXECUTION_STARTED, ts=now, id=execution_id, name=name, input=data)
-            )
-        ]
         stored, created = await self.store.create_execution(row, events)
         if not created:
             self._check_duplicate(stored, name, data)
@@ -351,6 +335,37 @@ class Engine:
             invocation.request_inbox()
         else:
             self.worker.nudge()
+
+    # -- stopping ----------------------------------------------------------------------
+
+    async def stop(self, execution_id: str, *, reason: str | None = None) -> list[str]:
+        """Stop a running execution and its running child executions (``STOPPED``).
+
+        Pending timers and callbacks are cancelled; steps running somewhere finish, but their
+        results are not used (the worker running it loses its lease). ``handle.result()``
+        raises ``ExecutionFailedError`` with status ``STOPPED``. Returns the ids stopped.
+
+        Raises:
+            ExecutionNotFoundError: no execution has this id.
+            ExecutionNotRunningError: it already ended.
+        """
+        self._require_open()
+        now = self.clock.now()
+        error = ErrorInfo(type="ExecutionStopped", message=reason or "stopped by request")
+        event = encode_event(Event(t=EventType.EXECUTION_STOPPED, ts=now, error=error))
+        stopped = await self.store.stop(execution_id, now=now, error=error, event=event)
+        if not stopped:
+            row = await self.store.get_execution(execution_id)
+            status = row.status if row is not None else "unknown"
+            raise ExecutionNotRunningError(
+                f"execution {execution_id!r} is not running (it is {status})"
+            )
+        for stopped_id in stopped:
+            invocation = self.worker.active.get(stopped_id) if self.is_worker else None
+            if invocation is not None:
+                invocation.abandon()
+            self._on_finished(stopped_id)
+        return stopped
 
     # -- reading -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@
     ├── ExecutionFailedError         ``handle.result()`` of a failed execution
     ├── ExecutionNotFoundError
     ├── ExecutionAlreadyExistsError
+    ├── ExecutionNotRunningError     stop() of an execution that already ended
     ├── WorkflowNotFoundError
     ├── CallbackNotFoundError
     ├── CallbackAlreadyCompletedError
@@ -50,6 +51,7 @@ __all__ = [
     "ExecutionAlreadyExistsError",
     "ExecutionFailedError",
     "ExecutionNotFoundError",
+    "ExecutionNotRunningError",
     "InvokeError",
     "LeaseLostError",
     "NonDeterministicError",
@@ -148,6 +150,10 @@ class ExecutionNotFoundError(DurableError):
 
 class ExecutionAlreadyExistsError(DurableError):
     """An execution with this id exists with a different workflow or input."""
+
+
+class ExecutionNotRunningError(DurableError):
+    """The execution already ended (succeeded, failed, stopped or timed out)."""
 
 
 class WorkflowNotFoundError(DurableError):

@@ -248,7 +248,7 @@ def _details_json(ev: Event) -> dict[str, Any]:
         d["Duration"] = _seconds(ev.duration)
     if ev.until is not None:
         d["ScheduledEndTimestamp"] = format_timestamp(ev.until)
-    if ev.callback_id is not None:
+    if ev.t == EventType.CALLBACK_STARTED:
         d["CallbackId"] = ev.callback_id
         if ev.timeout is not None:
             d["Timeout"] = _seconds(ev.timeout)

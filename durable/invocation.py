@@ -43,6 +43,7 @@ from durable.stores.base import (
     Finish,
     Lease,
     NewCallback,
+    NewChild,
     Store,
 )
 from durable.types import ErrorInfo, ExecutionStatus
@@ -125,6 +126,7 @@ class Invocation:
         self.callback_deadlines: dict[str, float | None] = {}
         """Operation id -> earliest timeout/heartbeat deadline of each pending callback."""
         self._new_callbacks: list[NewCallback] = []
+        self._new_children: list[NewChild] = []
         self._delivered: list[str] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._fatal: DurableError | None = None
@@ -178,6 +180,16 @@ class Invocation:
         """A callback created now: stored with the next commit, expiring at ``deadline``."""
         self._new_callbacks.append(callback)
         self.callback_deadlines[callback.operation_id] = deadline
+
+    def abandon(self) -> None:
+        """The execution was stopped elsewhere: end this invocation, writing nothing more."""
+        self.ended = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def add_child(self, child: NewChild) -> None:
+        """A child execution started now: created with the next commit."""
+        self._new_children.append(child)
 
     def request_inbox(self) -> None:
         """Read the callback inbox (answers, expiries) before going on."""
@@ -278,7 +290,7 @@ class Invocation:
         if self.row.deadline is not None and self.now() >= self.row.deadline:
             await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error(workflow))
             return
-        if any(r.kind == "Callback" and not r.done for r in self.state.ops.values()):
+        if any(r.kind in _INBOX_KINDS and not r.done for r in self.state.ops.values()):
             self._inbox_requested = True
         root = self._root_fiber(workflow)
         await self._loop(root)
@@ -347,20 +359,25 @@ class Invocation:
             record = self.state.ops.get(op_id)
             if record is None or record.done:
                 continue
+            event_type, error = _CALLBACK_OUTCOME[row.status], row.error
+            if record.kind == "ChainedInvoke":
+                event_type = _INVOKE_OUTCOME[row.status]
+                if row.status == CallbackStatus.TIMED_OUT and record.child_id is not None:
+                    error = await self._stop_overdue_child(record.child_id, row.timeout_at, now)
             self.record(
                 Event(
-                    t=_CALLBACK_OUTCOME[row.status],
+                    t=event_type,
                     ts=now,
                     id=op_id,
                     st=record.sub_type,
                     name=record.name,
                     parent=record.parent,
                     result=row.result,
-                    error=row.error,
+                    error=error,
                 )
             )
         for fiber, (op, _) in list(self._blocked.items()):
-            if op.kind == "Callback":
+            if op.kind in _INBOX_KINDS:
                 del self._blocked[fiber]
                 outcome = self._guard(fiber, functools.partial(op.resolve, self, fiber))
                 if outcome is not None:
@@ -447,6 +464,42 @@ class Invocation:
                 self._held.append((fiber, outcome))
                 return
 
+    async def _stop_overdue_child(
+        self, child_id: str, timeout_at: float | None, now: float
+    ) -> ErrorInfo:
+        """An invoke timed out: the parent stops waiting, and the child stops running."""
+        record = self.state.ops
+        limit = ""
+        for op in record.values():
+            if op.child_id == child_id and timeout_at is not None:
+                limit = f" within {timeout_at - op.started_ts:g} s"
+        error = ErrorInfo(
+            type="Invoke.Timeout",
+            message=f"child execution {child_id!r} did not finish{limit}; it was stopped",
+        )
+        stopped = Event(t=EventType.EXECUTION_STOPPED, ts=now, error=error)
+        await self.rt.store.stop(child_id, now=now, error=error, event=encode_event(stopped))
+        return error
+
+    async def _stop_orphaned_children(self, now: float) -> None:
+        """Children nobody awaits any more (a cancelled branch, a failed parent) are stopped."""
+        for record in self.state.ops.values():
+            if record.kind != "ChainedInvoke" or record.done or record.child_id is None:
+                continue
+            error = ErrorInfo(
+                type="ExecutionStopped",
+                message=f"its parent execution {self.execution_id!r} ended",
+            )
+            stopped = Event(t=EventType.EXECUTION_STOPPED, ts=now, error=error)
+            try:
+                await self.rt.store.stop(
+                    record.child_id, now=now, error=error, event=encode_event(stopped)
+                )
+            except DurableError as exc:  # best effort: the parent's end is already durable
+                self.logger.warning(
+                    "could not stop a child execution", child=record.child_id, error=str(exc)
+                )
+
     def _finish_fiber(self, fiber: Fiber, outcome: Outcome) -> None:
         fiber.outcome = outcome
         if fiber.parent is None or fiber.parent_op is None:
@@ -489,12 +542,14 @@ class Invocation:
         }[status]
         self.record(Event(t=event_type, ts=now, result=result, error=error))
         await self._flush(finish=Finish(status=status.value, result=result, error=error))
+        await self._stop_orphaned_children(now)
         self.rt.on_finished(self.execution_id)
 
     async def _flush(
         self, *, release: bool = False, wake_at: float | None = None, finish: Finish | None = None
     ) -> None:
         if not (self._pending or self._new_callbacks or self._delivered or release or finish):
+            # (children are only ever created together with their ChainedInvokeStarted)
             return
         events = [encode_event(event) for event in self._pending]
         checkpoint = Checkpoint(
@@ -507,12 +562,14 @@ class Invocation:
             finish=finish,
             callbacks=self._new_callbacks,
             delivered=self._delivered,
+            children=self._new_children,
         )
         await self.rt.store.commit(checkpoint)
         self._next_seq += len(events)
         self._pending.clear()
         self._new_callbacks = []
         self._delivered = []
+        self._new_children = []
         if release or finish is not None:
             self.ended = True
 
@@ -543,6 +600,15 @@ class Invocation:
                 error=str(exc),
             )
 
+
+_INBOX_KINDS = ("Callback", "ChainedInvoke")
+"""Operations whose outcome arrives through the callback inbox."""
+
+_INVOKE_OUTCOME = {
+    CallbackStatus.SUCCEEDED: EventType.CHAINED_INVOKE_SUCCEEDED,
+    CallbackStatus.FAILED: EventType.CHAINED_INVOKE_FAILED,
+    CallbackStatus.TIMED_OUT: EventType.CHAINED_INVOKE_FAILED,
+}
 
 _CALLBACK_OUTCOME = {
     CallbackStatus.SUCCEEDED: EventType.CALLBACK_SUCCEEDED,

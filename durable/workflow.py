@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import functools
 import inspect
+import secrets
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from durable.events import Event, EventType, encode_event
 from durable.serde import input_type, return_type
-from durable.types import Duration, to_seconds
+from durable.stores.base import ExecutionRow
+from durable.types import Duration, ExecutionStatus, to_seconds
 
 if TYPE_CHECKING:
     from durable.context import DurableContext
 
-__all__ = ["Workflow", "WorkflowFn"]
+__all__ = ["Workflow", "WorkflowFn", "new_execution"]
 
 T = TypeVar("T")
 WorkflowFn = Callable[..., Coroutine[Any, Any, T]]
@@ -71,3 +74,32 @@ class Workflow(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}>"
+
+
+def new_execution(
+    name: str,
+    execution_id: str,
+    data: bytes,
+    now: float,
+    *,
+    workflow: Workflow[Any] | None,
+    parent_id: str | None = None,
+    parent_callback_id: str | None = None,
+) -> tuple[ExecutionRow, list[bytes]]:
+    """The row and first event (``ExecutionStarted``) of a new, runnable execution."""
+    row = ExecutionRow(
+        execution_id=execution_id,
+        workflow=name,
+        status=ExecutionStatus.RUNNING.value,
+        input=data,
+        created_at=now,
+        updated_at=now,
+        seed=secrets.randbits(63),
+        wake_at=now,
+        deadline=now + workflow.timeout if workflow is not None and workflow.timeout else None,
+        retention=workflow.retention if workflow is not None else None,
+        parent_id=parent_id,
+        parent_callback_id=parent_callback_id,
+    )
+    started = Event(t=EventType.EXECUTION_STARTED, ts=now, id=execution_id, name=name, input=data)
+    return row, [encode_event(started)]

@@ -31,6 +31,7 @@ EXPECTED = [
     "ExecutionFailedError",
     "ExecutionHandle",
     "ExecutionNotFoundError",
+    "ExecutionNotRunningError",
     "ExecutionStatus",
     "HistoryEvent",
     "InvokeError",

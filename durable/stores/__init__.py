@@ -14,6 +14,7 @@ from durable.stores.base import (
     Lease,
     ListQuery,
     NewCallback,
+    NewChild,
     Store,
 )
 from durable.stores.memory import MemoryStore
@@ -29,6 +30,7 @@ __all__ = [
     "ListQuery",
     "MemoryStore",
     "NewCallback",
+    "NewChild",
     "SQLiteStore",
     "Store",
     "open_store",

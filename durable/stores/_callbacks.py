@@ -1,7 +1,8 @@
 """Callback rules shared by every store, so that each backend words and decides them alike.
 
 The stores differ only in where rows live; whether a pending callback has expired, which
-deadline decides, and what every refusal says are decided here, once.
+deadline decides, how a child execution's end answers its parent's callback, and what every
+refusal says are decided here, once.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from durable.errors import CallbackAlreadyCompletedError, CallbackNotFoundError
-from durable.stores.base import CallbackRow, CallbackStatus, NewCallback
-from durable.types import ErrorInfo
+from durable.stores.base import CallbackRow, CallbackStatus, Finish, NewCallback, NewChild
+from durable.types import ErrorInfo, ExecutionStatus
 
 __all__ = [
     "ANSWERS",
     "check_answer",
+    "check_children",
     "check_delivered",
+    "child_answer",
     "check_new",
     "expiry",
     "new_row",
@@ -91,6 +94,53 @@ def check_delivered(
             )
         if status == CallbackStatus.PENDING:
             raise ValueError(f"cannot mark callback {callback_id!r} delivered: it is still PENDING")
+
+
+def check_children(
+    execution_id: str, children: list[NewChild], callback_owners: dict[str, str]
+) -> None:
+    """Refuse a child that does not hang off one of the writing execution's callbacks.
+
+    ``callback_owners`` maps each stored callback id among the children's
+    ``parent_callback_id`` (and the ids the same checkpoint creates) to the execution that
+    owns it. A child must name ``execution_id`` as its ``parent_id`` and one of its callbacks
+    as its ``parent_callback_id``: its end answers that callback, and ``stop`` finds it
+    through ``parent_id``.
+
+    Raises:
+        ValueError: naming the child (the checkpoint writes nothing).
+    """
+    for child in children:
+        row = child.row
+        what = f"child execution {row.execution_id!r} of execution {execution_id!r}"
+        if row.parent_id != execution_id:
+            raise ValueError(f"{what} has parent_id {row.parent_id!r}")
+        if not -(2**63) <= row.seed < 2**63:
+            raise ValueError(
+                f"ExecutionRow.seed must fit in a signed 64-bit integer, got {row.seed}"
+            )
+        callback_id = row.parent_callback_id
+        if callback_id is None:
+            raise ValueError(f"{what} has no parent_callback_id")
+        owner = callback_owners.get(callback_id)
+        if owner is None:
+            raise ValueError(f"{what} names callback {callback_id!r}, which does not exist")
+        if owner != execution_id:
+            raise ValueError(f"{what} names callback {callback_id!r} of execution {owner!r}")
+
+
+def child_answer(execution_id: str, finish: Finish) -> tuple[str, bytes | None, ErrorInfo | None]:
+    """``(status, result, error)`` that a child's ``finish`` answers its parent's callback with.
+
+    ``SUCCEEDED`` with the finish result; anything else ``FAILED`` with the finish error, or
+    an error whose type is the status when the finish has none.
+    """
+    if finish.status == ExecutionStatus.SUCCEEDED:
+        return CallbackStatus.SUCCEEDED, finish.result, None
+    error = finish.error or ErrorInfo(
+        type=finish.status, message=f"child execution {execution_id} ended {finish.status}"
+    )
+    return CallbackStatus.FAILED, None, error
 
 
 def expiry(row: CallbackRow, now: float) -> tuple[ErrorInfo, float] | None:

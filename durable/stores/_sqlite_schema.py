@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from durable.errors import LeaseLostError, StoreError
+from durable.errors import ExecutionNotFoundError, LeaseLostError, StoreError
 from durable.stores import _callbacks as cb
 from durable.stores.base import (
     CallbackRow,
@@ -33,6 +33,7 @@ from durable.stores.base import (
     Lease,
     ListQuery,
     NewCallback,
+    NewChild,
 )
 from durable.types import ErrorInfo, ExecutionStatus
 
@@ -60,6 +61,7 @@ __all__ = [
     "renew",
     "select_callback",
     "select_row",
+    "stop",
     "transaction",
 ]
 
@@ -139,6 +141,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         CREATE INDEX callbacks_undelivered ON callbacks (execution_id)
         WHERE delivered = 0 AND status != 'PENDING'
         """,
+    ),
+    (
+        # A child started by ctx.invoke: the parent's callback that its end answers. Only
+        # ever read with its own row, so it needs no index.
+        "ALTER TABLE executions ADD COLUMN parent_callback_id TEXT",
     ),
 )
 
@@ -232,7 +239,7 @@ def migrate(conn: sqlite3.Connection, path: str, synchronous: str) -> None:
 _COLUMNS = (
     "execution_id", "workflow", "status", "input", "result", "error", "created_at",
     "updated_at", "ended_at", "parent_id", "seed", "wake_at", "lease_owner", "lease_expires",
-    "lease_epoch", "next_seq", "deadline", "retention",
+    "lease_epoch", "next_seq", "deadline", "retention", "parent_callback_id",
 )  # fmt: skip
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM executions"
 _INSERT = (
@@ -390,11 +397,16 @@ def _fence(conn: sqlite3.Connection, lease: Lease, first_seq: int | None) -> Non
 
 
 def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
-    """Apply one checkpoint after its fence check (``LeaseLostError`` writes nothing)."""
+    """Apply one checkpoint after its fence check (``LeaseLostError`` writes nothing).
+
+    Any refusal raises inside the caller's savepoint, which undoes what was written so far.
+    """
     execution_id = cp.lease.execution_id
     _fence(conn, cp.lease, cp.first_seq)
     if cp.callbacks:
         _insert_callbacks(conn, execution_id, cp.callbacks)
+    if cp.children:
+        _insert_children(conn, execution_id, cp.children)
     if cp.delivered:
         _mark_delivered(conn, execution_id, cp.delivered)
     conn.executemany(
@@ -406,11 +418,13 @@ def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
         finish = cp.finish
         error = _encode_error(finish.error)
         conn.execute(_FINISH, (*head, finish.status, finish.result, error, cp.now, execution_id))
-        conn.execute(
-            "UPDATE callbacks SET status = ?, completed_at = ? WHERE execution_id = ?"
-            " AND status = ?",
-            (CallbackStatus.CANCELLED, cp.now, execution_id, CallbackStatus.PENDING),
-        )
+        _cancel_callbacks(conn, execution_id, cp.now)
+        (parent_callback_id,) = conn.execute(
+            "SELECT parent_callback_id FROM executions WHERE execution_id = ?", (execution_id,)
+        ).fetchone()
+        if parent_callback_id is not None:
+            answer = cb.child_answer(execution_id, finish)
+            _answer_parent(conn, parent_callback_id, *answer, cp.now)
     elif cp.release:
         wake_at = _release_wake_at(conn, execution_id, cp.wake_at, cp.now)
         conn.execute(_RELEASE, (*head, wake_at, execution_id))
@@ -546,6 +560,20 @@ def _insert_callbacks(conn: sqlite3.Connection, execution_id: str, news: list[Ne
     )
 
 
+def _insert_children(conn: sqlite3.Connection, execution_id: str, children: list[NewChild]) -> None:
+    owners: dict[str, str] = {}
+    named = {c.row.parent_callback_id for c in children}
+    for callback_id in (i for i in named if i is not None):
+        found = conn.execute(
+            "SELECT execution_id FROM callbacks WHERE callback_id = ?", (callback_id,)
+        ).fetchone()
+        if found is not None:
+            owners[callback_id] = found[0]
+    cb.check_children(execution_id, children, owners)
+    for child in children:
+        create(conn, child.row, child.events)
+
+
 def _mark_delivered(conn: sqlite3.Connection, execution_id: str, ids: list[str]) -> None:
     ids = list(dict.fromkeys(ids))
     found: dict[str, tuple[str, str]] = {}
@@ -573,6 +601,35 @@ def _release_wake_at(
     if waiting is None:
         return wake_at
     return now if wake_at is None else min(wake_at, now)
+
+
+def _cancel_callbacks(conn: sqlite3.Connection, execution_id: str, now: float) -> None:
+    """Cancel the pending callbacks of an execution that has ended."""
+    conn.execute(
+        "UPDATE callbacks SET status = ?, completed_at = ? WHERE execution_id = ? AND status = ?",
+        (CallbackStatus.CANCELLED, now, execution_id, CallbackStatus.PENDING),
+    )
+
+
+def _answer_parent(
+    conn: sqlite3.Connection,
+    callback_id: str,
+    status: str,
+    result: bytes | None,
+    error: ErrorInfo | None,
+    now: float,
+) -> None:
+    """Answer a parent's callback with a child's end, as ``complete_callback`` would.
+
+    Nothing happens to a callback that is gone or no longer pending; one past its deadline
+    times out instead (so the outcome does not depend on whether the parent looked before
+    the child ended).
+    """
+    row = select_callback(conn, callback_id)
+    if row is None or row.status != CallbackStatus.PENDING or _expire(conn, row, now):
+        return
+    conn.execute(_UPDATE_OUTCOME, (status, result, _encode_error(error), now, callback_id))
+    _make_due(conn, row.execution_id, now)
 
 
 def _make_due(conn: sqlite3.Connection, execution_id: str, now: float) -> None:
@@ -662,3 +719,75 @@ def collect_callbacks(conn: sqlite3.Connection, lease: Lease, now: float) -> lis
     for row in rows:
         _expire(conn, row, now)
     return rows
+
+
+# --- stop -----------------------------------------------------------------------------------
+
+_STOP = (
+    "UPDATE executions SET next_seq = next_seq + 1, status = ?, error = ?, ended_at = ?,"
+    " updated_at = ?, wake_at = NULL, lease_owner = NULL, lease_expires = NULL,"
+    " lease_epoch = lease_epoch + 1 WHERE execution_id = ?"
+)
+_APPEND_NEXT_EVENT = (
+    "INSERT INTO events (execution_id, seq, data)"
+    " SELECT execution_id, next_seq + 1, ? FROM executions WHERE execution_id = ?"
+)
+
+
+def _running_tree(
+    conn: sqlite3.Connection, execution_id: str
+) -> list[tuple[str, str | None, str | None]]:
+    """``(id, parent_id, parent_callback_id)`` of the execution and its running descendants.
+
+    Breadth first (parents first), children of one parent oldest first (``created_at``,
+    then id). The walk goes through descendants that have ended, so a running grandchild
+    is found under an ended child; it is a loop rather than a recursive CTE so that
+    corrupt ``parent_id`` cycles cannot make it run forever.
+    """
+    found = conn.execute(
+        "SELECT execution_id, status, parent_id, parent_callback_id FROM executions"
+        " WHERE execution_id = ?",
+        (execution_id,),
+    ).fetchone()
+    order: list[tuple[str, str, str | None, str | None]] = [found]
+    seen = {execution_id}
+    for parent, *_ in order:  # grows while it is walked
+        for child in conn.execute(
+            "SELECT execution_id, status, parent_id, parent_callback_id FROM executions"
+            " WHERE parent_id = ? ORDER BY created_at, execution_id",
+            (parent,),
+        ).fetchall():
+            if child[0] not in seen:
+                seen.add(child[0])
+                order.append(child)
+    running = ExecutionStatus.RUNNING.value
+    return [(eid, pid, pcb) for eid, status, pid, pcb in order if status == running]
+
+
+def stop(
+    conn: sqlite3.Connection, execution_id: str, now: float, error: ErrorInfo, event: bytes
+) -> list[str]:
+    """Stop a running execution and its running descendants; returns their ids.
+
+    Raises:
+        ExecutionNotFoundError: no execution has this id.
+    """
+    found = conn.execute(
+        "SELECT status FROM executions WHERE execution_id = ?", (execution_id,)
+    ).fetchone()
+    if found is None:
+        raise ExecutionNotFoundError(f"no execution has id {execution_id!r}")
+    if found[0] != ExecutionStatus.RUNNING:
+        return []
+    stopped = _running_tree(conn, execution_id)
+    encoded = _encode_error(error)
+    status = ExecutionStatus.STOPPED.value
+    for eid, _, _ in stopped:
+        conn.execute(_APPEND_NEXT_EVENT, (event, eid))
+        conn.execute(_STOP, (status, encoded, now, now, eid))
+        _cancel_callbacks(conn, eid, now)
+    inside = {eid for eid, _, _ in stopped}
+    for _, parent_id, parent_callback_id in stopped:
+        if parent_callback_id is not None and parent_id not in inside:
+            _answer_parent(conn, parent_callback_id, CallbackStatus.FAILED, None, error, now)
+    return [eid for eid, _, _ in stopped]

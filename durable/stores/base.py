@@ -29,6 +29,7 @@ __all__ = [
     "Lease",
     "ListQuery",
     "NewCallback",
+    "NewChild",
     "Store",
 ]
 
@@ -59,6 +60,8 @@ class ExecutionRow:
     next_seq: int = 0
     deadline: float | None = None
     retention: float | None = None
+    parent_callback_id: str | None = None
+    """For a child started by ``ctx.invoke``: the parent's callback its end answers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,20 @@ class CallbackRow:
     delivered: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class NewChild:
+    """A child execution started by a checkpoint (``ctx.invoke``).
+
+    ``row`` is inserted as given (``parent_id`` and ``parent_callback_id`` set, unleased,
+    ``wake_at = now``) with its first ``events``, unless its id already exists (then nothing
+    about it changes). ``row.parent_callback_id`` names a callback created by the same
+    checkpoint.
+    """
+
+    row: ExecutionRow
+    events: list[bytes]
+
+
 @dataclass(slots=True)
 class Checkpoint:
     """Events to append for one execution, in one atomic write, fenced by ``lease``.
@@ -151,6 +168,13 @@ class Checkpoint:
             its callbacks still ``PENDING`` become ``CANCELLED``.
         callbacks: callbacks created by this checkpoint (inserted ``PENDING``).
         delivered: ids of callbacks whose outcome events this checkpoint records.
+        children: child executions created by this checkpoint (after its callbacks).
+
+    When ``finish`` ends an execution that has a ``parent_callback_id``, the same
+    transaction answers that callback if it is still ``PENDING``: ``SUCCEEDED`` with the
+    finish result, or ``FAILED`` with the finish error (for a finish without an error, an
+    ``ErrorInfo`` whose type is the status), and makes the parent due exactly as
+    :meth:`Store.complete_callback` does.
 
     When a checkpoint releases (without finishing) while one of the execution's callbacks
     is completed but not delivered, ``wake_at`` becomes ``now``: an outcome that arrived
@@ -167,6 +191,7 @@ class Checkpoint:
     finish: Finish | None = None
     callbacks: list[NewCallback] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
+    children: list[NewChild] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,4 +327,22 @@ class Store(Protocol):
 
     async def get_callback(self, callback_id: str) -> CallbackRow | None:
         """The callback, or ``None``."""
+        ...
+
+    async def stop(
+        self, execution_id: str, *, now: float, error: ErrorInfo, event: bytes
+    ) -> list[str]:
+        """Stop a running execution and every running descendant (``parent_id`` chain).
+
+        Each one, in one transaction: ``event`` (an encoded ``ExecutionStopped``) appended
+        at its next sequence number, status ``STOPPED`` with ``error``, ``ended_at = now``,
+        ``wake_at`` and the lease cleared and ``lease_epoch`` bumped (the worker running it,
+        if any, has its next write refused), its ``PENDING`` callbacks ``CANCELLED``, and
+        its ``parent_callback_id`` answered ``FAILED`` with ``error`` as a finish would
+        (unless the parent is being stopped too). Returns the ids stopped, the given one
+        first; an execution that is not ``RUNNING`` is left as it is and returns ``[]``.
+
+        Raises:
+            ExecutionNotFoundError: no execution has this id.
+        """
         ...

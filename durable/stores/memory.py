@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from durable.errors import LeaseLostError, StoreError
+from durable.errors import ExecutionNotFoundError, LeaseLostError, StoreError
 from durable.stores import _callbacks as cb
 from durable.stores.base import (
     CallbackRow,
@@ -134,6 +134,13 @@ class MemoryStore:
         cb.check_new(
             cp.callbacks, (c.callback_id for c in cp.callbacks if c.callback_id in self._callbacks)
         )
+        if cp.children:
+            owners = {c.callback_id: execution_id for c in cp.callbacks}
+            for child in cp.children:
+                named = child.row.parent_callback_id
+                if named is not None and named not in owners and named in self._callbacks:
+                    owners[named] = self._callbacks[named].execution_id
+            cb.check_children(execution_id, cp.children, owners)
         delivered = list(dict.fromkeys(cp.delivered))
         cb.check_delivered(
             execution_id,
@@ -147,6 +154,10 @@ class MemoryStore:
         for new in cp.callbacks:
             self._callbacks[new.callback_id] = cb.new_row(execution_id, new)
             self._callbacks_of.setdefault(execution_id, []).append(new.callback_id)
+        for child in cp.children:
+            if child.row.execution_id not in self._rows:
+                self._rows[child.row.execution_id] = replace(child.row, next_seq=len(child.events))
+                self._events[child.row.execution_id] = list(child.events)
         for callback_id in delivered:
             self._callbacks[callback_id].delivered = True
         self._events[execution_id].extend(cp.events)
@@ -158,10 +169,11 @@ class MemoryStore:
             row.error = cp.finish.error
             row.ended_at = cp.now
             row.wake_at = row.lease_owner = row.lease_expires = None
-            for callback in self._callbacks_in(execution_id):
-                if callback.status == CallbackStatus.PENDING:
-                    callback.status = CallbackStatus.CANCELLED
-                    callback.completed_at = cp.now
+            self._cancel_callbacks(execution_id, cp.now)
+            if row.parent_callback_id is not None:
+                self._answer_parent(
+                    row.parent_callback_id, *cb.child_answer(execution_id, cp.finish), cp.now
+                )
         elif cp.release:
             row.wake_at = self._release_wake_at(execution_id, cp.wake_at, cp.now)
             row.lease_owner = row.lease_expires = None
@@ -282,6 +294,36 @@ class MemoryStore:
             return now if wake_at is None else min(wake_at, now)
         return wake_at
 
+    def _cancel_callbacks(self, execution_id: str, now: float) -> None:
+        """Cancel the pending callbacks of an execution that has ended."""
+        for callback in self._callbacks_in(execution_id):
+            if callback.status == CallbackStatus.PENDING:
+                callback.status = CallbackStatus.CANCELLED
+                callback.completed_at = now
+
+    def _answer_parent(
+        self,
+        callback_id: str,
+        status: str,
+        result: bytes | None,
+        error: ErrorInfo | None,
+        now: float,
+    ) -> None:
+        """Answer a parent's callback with a child's end, as ``complete_callback`` would.
+
+        Nothing happens to a callback that is gone or no longer pending; one past its
+        deadline times out instead (so the outcome does not depend on whether the parent
+        looked before the child ended).
+        """
+        callback = self._callbacks.get(callback_id)
+        if callback is None or callback.status != CallbackStatus.PENDING:
+            return
+        if self._expire(callback, now):
+            return
+        callback.status, callback.result, callback.error = status, result, error
+        callback.completed_at = now
+        self._make_due(callback.execution_id, now)
+
     def _make_due(self, execution_id: str, now: float) -> None:
         """Let a suspended execution be claimed at ``now`` (a leased one sees it on release)."""
         row = self._rows.get(execution_id)
@@ -363,3 +405,59 @@ class MemoryStore:
         self._check_open()
         callback = self._callbacks.get(callback_id)
         return None if callback is None else replace(callback)
+
+    # --- stop -----------------------------------------------------------------------------
+
+    def _running_tree(self, execution_id: str) -> list[ExecutionRow]:
+        """The execution and its running descendants, breadth first (parents first).
+
+        Children of one parent come oldest first (``created_at``, then id). The walk goes
+        through descendants that have ended, so a running grandchild is found under an
+        ended child.
+        """
+        children: dict[str, list[ExecutionRow]] = {}
+        for row in self._rows.values():
+            if row.parent_id is not None:
+                children.setdefault(row.parent_id, []).append(row)
+        order = [self._rows[execution_id]]
+        seen = {execution_id}
+        for row in order:  # grows while it is walked
+            below = sorted(
+                children.get(row.execution_id, ()), key=lambda r: (r.created_at, r.execution_id)
+            )
+            for child in below:
+                if child.execution_id not in seen:
+                    seen.add(child.execution_id)
+                    order.append(child)
+        return [row for row in order if row.status == ExecutionStatus.RUNNING]
+
+    async def stop(
+        self, execution_id: str, *, now: float, error: ErrorInfo, event: bytes
+    ) -> list[str]:
+        """Stop a running execution and its running descendants; returns their ids.
+
+        Raises:
+            ExecutionNotFoundError: no execution has this id.
+        """
+        self._check_open()
+        row = self._rows.get(execution_id)
+        if row is None:
+            raise ExecutionNotFoundError(f"no execution has id {execution_id!r}")
+        if row.status != ExecutionStatus.RUNNING:
+            return []
+        stopped = self._running_tree(execution_id)
+        for row in stopped:
+            self._events[row.execution_id].append(event)
+            row.next_seq += 1
+            row.status = ExecutionStatus.STOPPED.value
+            row.error = error
+            row.ended_at = row.updated_at = now
+            row.wake_at = row.lease_owner = row.lease_expires = None
+            row.lease_epoch += 1
+            self._cancel_callbacks(row.execution_id, now)
+        ids = [row.execution_id for row in stopped]
+        inside = set(ids)
+        for row in stopped:
+            if row.parent_callback_id is not None and row.parent_id not in inside:
+                self._answer_parent(row.parent_callback_id, CallbackStatus.FAILED, None, error, now)
+        return ids

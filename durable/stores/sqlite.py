@@ -380,3 +380,16 @@ class SQLiteStore:
     async def get_callback(self, callback_id: str) -> CallbackRow | None:
         """The callback, or ``None``."""
         return await self._read(sql.select_callback, callback_id)
+
+    async def stop(
+        self, execution_id: str, *, now: float, error: ErrorInfo, event: bytes
+    ) -> list[str]:
+        """Stop a running execution and its running descendants in one transaction.
+
+        Returns the ids stopped, the given one first and parents before children; ``[]``
+        when the execution is not running.
+
+        Raises:
+            ExecutionNotFoundError: no execution has this id.
+        """
+        return await self._write(lambda conn: sql.stop(conn, execution_id, now, error, event))

@@ -15,6 +15,7 @@ import pytest
 from durable.errors import (
     CallbackAlreadyCompletedError,
     CallbackNotFoundError,
+    ExecutionNotFoundError,
     LeaseLostError,
     StoreError,
 )
@@ -25,9 +26,11 @@ from durable.stores import (
     Finish,
     Lease,
     NewCallback,
+    NewChild,
     SQLiteStore,
 )
 from durable.stores._sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from durable.types import ErrorInfo
 
 OWNER = "worker-1"
 
@@ -356,7 +359,7 @@ async def test_a_version_1_database_is_migrated_in_place_and_keeps_its_data(
         await store.complete_callback("cb", status=SUCCEEDED, result=b"\x01", error=None, now=5.0)
     finally:
         await store.close()
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 2
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
     assert pragma(path, "application_id") == APPLICATION_ID
 
     await store.open()  # reopening a migrated file migrates nothing and keeps the callback
@@ -369,6 +372,136 @@ async def test_a_version_1_database_is_migrated_in_place_and_keeps_its_data(
     with closing(sqlite3.connect(path)) as conn:
         indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     assert {"callbacks", "callbacks_execution_id", "callbacks_undelivered"} <= indexes
+
+
+async def test_a_version_2_database_is_migrated_in_place_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v2.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):  # the version-2 DDL
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(
+            "INSERT INTO executions (execution_id, workflow, status, input, created_at,"
+            " updated_at, seed, wake_at, next_seq, parent_id) VALUES ('old', 'wf', 'RUNNING',"
+            " x'90', 1.0, 2.0, 7, 3.0, 1, 'someone')"
+        )
+        conn.execute("INSERT INTO events (execution_id, seq, data) VALUES ('old', 1, x'01')")
+        conn.execute(
+            "INSERT INTO callbacks (callback_id, execution_id, operation_id, status, created_at)"
+            " VALUES ('cb-old', 'old', 'op-0', 'PENDING', 1.5)"
+        )
+    assert pragma(path, "user_version") == 2
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        loaded = await store.load("old")
+        assert loaded is not None
+        row, events = loaded
+        assert (row.parent_id, row.parent_callback_id, row.seed, row.next_seq) == (
+            "someone", None, 7, 1
+        )  # fmt: skip
+        assert events == [b"\x01"]
+        [lease] = await store.claim(owner=OWNER, now=3.0, lease_expires=30.0, limit=1)
+        child = ExecutionRow(
+            "kid", "wf2", "RUNNING", b"\x90", 4.0, 4.0, seed=3, parent_id="old",
+            parent_callback_id="cb-old", wake_at=4.0,
+        )  # fmt: skip
+        await store.commit(
+            Checkpoint(lease, 2, [b"invoke"], now=4.0, children=[NewChild(child, [b"k1"])])
+        )
+        [kid] = await store.claim(owner=OWNER, now=4.0, lease_expires=30.0, limit=1)
+        done = Finish("SUCCEEDED", b"\x05")
+        await store.commit(Checkpoint(kid, 2, [b"k2"], now=5.0, finish=done))
+    finally:
+        await store.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+
+    await store.open()  # reopening migrates nothing and keeps what was written
+    try:
+        kid_row = await store.get_execution("kid")
+        assert kid_row is not None
+        assert (kid_row.parent_callback_id, kid_row.status) == ("cb-old", "SUCCEEDED")
+        answered = await store.get_callback("cb-old")
+        assert answered is not None
+        assert (answered.status, answered.result) == (SUCCEEDED, b"\x05")
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        columns = [name for (_, name, *_) in conn.execute("PRAGMA table_info(executions)")]
+    assert columns[-1] == "parent_callback_id"
+
+
+async def test_refused_stops_and_children_fail_only_their_own_write_in_a_batch(
+    store: SQLiteStore,
+) -> None:
+    leases = await lease_many(store, 6)
+    ids = [lease.execution_id for lease in leases]
+    error = ErrorInfo("Stopped", "by test")
+
+    def child(name: str, callback_id: str, parent: str) -> NewChild:
+        row = ExecutionRow(
+            name, "wf", "RUNNING", b"\x90", 1.0, 1.0, seed=1, parent_id=parent,
+            parent_callback_id=callback_id, wake_at=1.0,
+        )  # fmt: skip
+        return NewChild(row, [b"start"])
+
+    batches_before = store._batches
+    outcomes = await asyncio.gather(
+        store.stop("ghost", now=2.0, error=error, event=b"stop"),
+        store.commit(
+            Checkpoint(
+                leases[0], 2, [b"a"], now=2.0, callbacks=[NewCallback("cb-0", "o", 2.0)],
+                children=[child("k0", "cb-0", ids[0])],
+            )
+        ),
+        store.commit(
+            Checkpoint(
+                leases[1], 2, [b"a"], now=2.0, callbacks=[NewCallback("cb-1", "o", 2.0)],
+                children=[child("k1", "cb-1", ids[1]), child("bad", "cb-0", ids[1])],
+            )
+        ),
+        store.stop(ids[2], now=2.0, error=error, event=b"stop"),
+        store.commit(Checkpoint(leases[2], 2, [b"a"], now=2.0)),
+        store.stop(ids[3], now=2.0, error=error, event=b"stop"),
+        store.stop(ids[3], now=2.0, error=error, event=b"stop"),
+        store.commit(Checkpoint(leases[4], 2, [b"a"], now=2.0)),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert store._batches - batches_before == 1
+    assert [type(o).__name__ for o in outcomes] == [
+        "ExecutionNotFoundError", "NoneType", "ValueError", "list", "LeaseLostError", "list",
+        "list", "NoneType",
+    ]  # fmt: skip
+    assert type(outcomes[0]) is ExecutionNotFoundError  # not wrapped as StoreError
+    assert outcomes[3] == [ids[2]]
+    assert (outcomes[5], outcomes[6]) == ([ids[3]], [])
+    assert await store.get_execution("k0") is not None
+    for missing in ("k1", "bad"):
+        assert await store.get_execution(missing) is None
+    assert await store.get_callback("cb-1") is None
+    counts = {ids[0]: 2, ids[1]: 1, ids[2]: 2, ids[3]: 2, ids[4]: 2, ids[5]: 1}
+    for execution_id, count in counts.items():
+        loaded = await store.load(execution_id)
+        assert loaded is not None
+        assert loaded[0].next_seq == len(loaded[1]) == count
+    stopped = await store.load(ids[2])
+    assert stopped is not None
+    assert (stopped[0].status, stopped[1]) == ("STOPPED", [b"start", b"stop"])
+
+
+async def test_stop_walks_children_with_the_parent_id_index(store: SQLiteStore) -> None:
+    assert store._reader is not None
+    cursor = await store._reader.execute(
+        "EXPLAIN QUERY PLAN SELECT execution_id, status, parent_id, parent_callback_id"
+        " FROM executions WHERE parent_id = 'a' ORDER BY created_at, execution_id"
+    )
+    plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+    await cursor.close()
+    assert "executions_parent_id" in plan, plan
 
 
 async def test_callback_errors_fail_only_their_own_write_in_a_batch(store: SQLiteStore) -> None:

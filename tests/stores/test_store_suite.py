@@ -11,6 +11,7 @@ import pytest
 from durable.errors import (
     CallbackAlreadyCompletedError,
     CallbackNotFoundError,
+    ExecutionNotFoundError,
     LeaseLostError,
     StoreError,
 )
@@ -24,6 +25,7 @@ from durable.stores import (
     ListQuery,
     MemoryStore,
     NewCallback,
+    NewChild,
     SQLiteStore,
     Store,
     open_store,
@@ -72,7 +74,9 @@ def checkpoint(lease: Lease, first_seq: int = 2, **fields: object) -> Checkpoint
 
 
 async def test_create_stores_row_and_events(store: Store) -> None:
-    row = make_row("a", wake_at=100.0, parent_id="p", deadline=500.0, retention=60.0)
+    row = make_row(
+        "a", wake_at=100.0, parent_id="p", deadline=500.0, retention=60.0, parent_callback_id="cb"
+    )
     stored, created = await store.create_execution(row, [b"e1", b"e2"])
     assert created
     assert stored == replace(row, next_seq=2)
@@ -729,6 +733,445 @@ async def test_collect_orders_ties_by_callback_id_and_returns_nothing_when_empty
     )
     collected = await store.collect_callbacks(lease, now=110.0)
     assert [c.callback_id for c in collected] == ["c", "a", "b"]
+
+
+# --- child executions (ctx.invoke) -----------------------------------------------------------
+
+
+def child_row(
+    execution_id: str, callback_id: str, *, parent: str = "p", **fields: object
+) -> ExecutionRow:
+    """A child as ``ctx.invoke`` starts it: unleased, due at once, answering ``callback_id``."""
+    values: dict[str, object] = {
+        "parent_id": parent,
+        "parent_callback_id": callback_id,
+        "wake_at": 110.0,
+        "created_at": 110.0,
+        "updated_at": 110.0,
+        "workflow": "child-wf",
+        "seed": 7,
+    }
+    values.update(fields)
+    return make_row(execution_id, **values)
+
+
+async def invoking(
+    store: Store,
+    parent: str = "p",
+    *children: str,
+    release: bool = True,
+    wake: float | None = None,
+    timeout_at: float | None = None,
+) -> Lease:
+    """A parent (3 events) whose last checkpoint started ``children``, one callback each.
+
+    Child ``c`` answers callback ``cb-c``; the parent releases with ``wake_at=wake`` unless
+    ``release`` is false (then it keeps its lease until t=130).
+    """
+    lease = await leased(store, parent)
+    await store.commit(
+        checkpoint(
+            lease,
+            callbacks=[new_callback(f"cb-{c}", timeout_at=timeout_at) for c in children],
+            children=[
+                NewChild(child_row(c, f"cb-{c}", parent=parent), [b"%s-start" % c.encode()])
+                for c in children
+            ],
+            release=release,
+            wake_at=wake,
+        )
+    )
+    return lease
+
+
+async def claim_one(store: Store, execution_id: str, now: float = 110.0) -> Lease:
+    """Claim the due ``execution_id``; the others claimed with it are released, still due."""
+    leases = await store.claim(owner=OWNER, now=now, lease_expires=now + 30.0, limit=100)
+    mine = [lease for lease in leases if lease.execution_id == execution_id]
+    for other in leases:
+        if other.execution_id != execution_id:
+            await store.release(other, wake_at=now, now=now)
+    assert mine, f"{execution_id!r} was not due"
+    return mine[0]
+
+
+async def row_of(store: Store, execution_id: str) -> ExecutionRow:
+    row = await store.get_execution(execution_id)
+    assert row is not None
+    return row
+
+
+async def test_create_stores_parent_callback_id(store: Store) -> None:
+    row = make_row("c", parent_id="p", parent_callback_id="cb-c")
+    stored, _ = await store.create_execution(row, [])
+    assert stored.parent_callback_id == "cb-c"
+    assert await store.get_execution("c") == stored
+    [listed] = await store.list_executions(ListQuery(parent_id="p"))
+    assert listed == stored
+    assert (await store.load("c")) == (stored, [])
+
+
+async def test_checkpoint_creates_children_after_their_callbacks(store: Store) -> None:
+    lease = await leased(store, "p")
+    first = child_row("c1", "cb-c1", deadline=900.0, retention=60.0)
+    second = child_row("c2", "cb-c2", next_seq=99, created_at=111.0)
+    await store.commit(
+        checkpoint(
+            lease,
+            callbacks=[new_callback("cb-c1"), new_callback("cb-c2")],
+            children=[NewChild(first, [b"c1-start"]), NewChild(second, [b"x", b"y"])],
+        )
+    )
+    assert await store.load("c1") == (replace(first, next_seq=1), [b"c1-start"])
+    assert await store.load("c2") == (replace(second, next_seq=2), [b"x", b"y"])
+    parent = await row_of(store, "p")
+    assert (parent.next_seq, parent.lease_owner) == (3, OWNER)  # the parent's own write stands
+    listed = await store.list_executions(ListQuery(parent_id="p"))
+    assert [row.execution_id for row in listed] == ["c2", "c1"]
+    assert (await callback(store, "cb-c1")).status == CallbackStatus.PENDING
+    first.status = "FAILED"  # the store keeps its own copy
+    assert (await row_of(store, "c1")).status == "RUNNING"
+    leases = await store.claim(owner="w2", now=110.0, lease_expires=140.0, limit=10)
+    assert sorted(lease.execution_id for lease in leases) == ["c1", "c2"]
+
+
+async def test_child_creation_is_idempotent(store: Store) -> None:
+    await store.create_execution(make_row("taken", workflow="other"), [b"t1"])
+    lease = await leased(store, "p")
+    await store.commit(
+        checkpoint(
+            lease,
+            callbacks=[new_callback("cb-c")],
+            children=[NewChild(child_row("c", "cb-c"), [b"c-start"])],
+        )
+    )
+    child_lease = await claim_one(store, "c")
+    await store.commit(checkpoint(child_lease, 2, events=[b"c-2"]))
+    before_child, before_taken = await store.load("c"), await store.load("taken")
+    # A replayed start (the callback now exists) and an id that is already used elsewhere.
+    await store.commit(
+        checkpoint(
+            lease,
+            4,
+            events=[b"e4"],
+            callbacks=[new_callback("cb-t")],
+            children=[
+                NewChild(child_row("c", "cb-c", workflow="changed"), [b"again"]),
+                NewChild(child_row("taken", "cb-t"), [b"x"]),
+            ],
+        )
+    )
+    assert await store.load("c") == before_child
+    assert await store.load("taken") == before_taken
+    assert (await row_of(store, "p")).next_seq == 4
+
+
+@pytest.mark.parametrize(
+    ("child", "message"),
+    [
+        (child_row("c", "ghost"), "names callback 'ghost', which does not exist"),
+        (child_row("c", "theirs"), "names callback 'theirs' of execution 'other'"),
+        (child_row("c", "cb-new", parent_callback_id=None), "has no parent_callback_id"),
+        (child_row("c", "cb-new", parent="other"), "has parent_id 'other'"),
+        (child_row("c", "cb-new", seed=2**64), "seed"),
+    ],
+    ids=["unknown-callback", "foreign-callback", "no-callback", "wrong-parent", "seed"],
+)
+async def test_a_child_that_names_no_callback_of_its_parent_is_refused(
+    store: Store, child: ExecutionRow, message: str
+) -> None:
+    await with_callbacks(store, "other", new_callback("theirs"))
+    lease = await leased(store, "p")
+    before = await store.load("p")
+    good = NewChild(child_row("ok", "cb-new"), [b"ok"])
+    with pytest.raises(ValueError, match=message):
+        await store.commit(
+            checkpoint(
+                lease,
+                callbacks=[new_callback("cb-new")],
+                children=[good, NewChild(child, [b"c-start"])],
+                finish=Finish("SUCCEEDED"),
+            )
+        )
+    assert await store.load("p") == before
+    assert await store.get_execution("c") is None
+    assert await store.get_execution("ok") is None
+    assert await store.get_callback("cb-new") is None
+    await store.commit(checkpoint(lease))  # nothing moved: the next write starts at 2
+
+
+async def test_a_child_may_name_an_existing_callback_of_its_parent(store: Store) -> None:
+    lease = await with_callbacks(store, "p", new_callback("cb-c"))
+    await store.commit(
+        checkpoint(lease, 4, events=[], children=[NewChild(child_row("c", "cb-c"), [b"s"])])
+    )
+    assert (await row_of(store, "c")).parent_callback_id == "cb-c"
+
+
+@pytest.mark.parametrize(
+    ("finish", "answer"),
+    [
+        (Finish("SUCCEEDED", b"\x01"), ("SUCCEEDED", b"\x01", None)),
+        (
+            Finish("FAILED", b"\xc0", ErrorInfo("ValueError", "boom", ["trace"])),
+            ("FAILED", None, ErrorInfo("ValueError", "boom", ["trace"])),
+        ),
+        (
+            Finish("TIMED_OUT"),
+            ("FAILED", None, ErrorInfo("TIMED_OUT", "child execution c ended TIMED_OUT")),
+        ),
+        (
+            Finish("STOPPED"),
+            ("FAILED", None, ErrorInfo("STOPPED", "child execution c ended STOPPED")),
+        ),
+    ],
+    ids=["succeeded", "failed", "timed-out-without-error", "stopped-without-error"],
+)
+async def test_a_child_finish_answers_its_parent_and_makes_it_due(
+    store: Store, finish: Finish, answer: tuple[str, bytes | None, ErrorInfo | None]
+) -> None:
+    await invoking(store, "p", "c", "d", wake=900.0)
+    assert await wake_at(store, "p") == 900.0
+    child = await claim_one(store, "c")
+    await store.commit(checkpoint(child, 2, events=[b"c-end"], now=200.0, finish=finish))
+    answered = await callback(store, "cb-c")
+    assert (answered.status, answered.result, answered.error) == answer
+    assert (answered.completed_at, answered.delivered) == (200.0, False)
+    assert (await callback(store, "cb-d")).status == CallbackStatus.PENDING
+    assert await wake_at(store, "p") == 200.0  # min(900, now)
+    row = await row_of(store, "c")
+    assert (row.status, row.ended_at) == (finish.status, 200.0)
+    assert (await row_of(store, "p")).status == "RUNNING"
+    leases = await store.claim(owner="w2", now=200.0, lease_expires=230.0, limit=10)
+    assert sorted(lease.execution_id for lease in leases) == ["d", "p"]
+
+
+async def test_a_child_finish_leaves_a_leased_parent_to_the_release_rule(store: Store) -> None:
+    parent = await invoking(store, "p", "c", release=False)
+    child = await claim_one(store, "c")
+    await store.commit(
+        checkpoint(child, 2, events=[b"c-end"], now=115.0, finish=Finish("SUCCEEDED", b"\x01"))
+    )
+    assert (await callback(store, "cb-c")).status == CallbackStatus.SUCCEEDED
+    assert await wake_at(store, "p") == 130.0  # leased: the lease expiry still decides
+    await store.commit(checkpoint(parent, 4, events=[b"e4"], now=120.0, release=True))
+    assert await wake_at(store, "p") == 120.0  # the answer waits: due at once
+
+
+async def test_a_child_finish_leaves_a_callback_that_is_no_longer_pending(store: Store) -> None:
+    parent = await invoking(store, "p", "c", release=False, timeout_at=150.0)
+    [timed_out] = await store.collect_callbacks(parent, now=150.0)
+    assert timed_out.status == CallbackStatus.TIMED_OUT
+    await store.commit(
+        checkpoint(parent, 4, events=[b"e4"], now=151.0, delivered=["cb-c"], release=True)
+    )
+    assert await wake_at(store, "p") is None
+    child = await claim_one(store, "c", now=110.0)
+    await store.commit(
+        checkpoint(child, 2, events=[b"c-end"], now=160.0, finish=Finish("SUCCEEDED", b"\x01"))
+    )
+    assert await store.get_callback("cb-c") == replace(timed_out, delivered=True)
+    assert await wake_at(store, "p") is None
+    assert (await row_of(store, "c")).status == "SUCCEEDED"
+
+
+async def test_a_child_finish_after_the_deadline_times_the_callback_out(store: Store) -> None:
+    await invoking(store, "p", "c", timeout_at=150.0)
+    child = await claim_one(store, "c")
+    await store.commit(
+        checkpoint(child, 2, events=[b"c-end"], now=160.0, finish=Finish("SUCCEEDED", b"\x01"))
+    )
+    expired = await callback(store, "cb-c")
+    assert (expired.status, expired.result, expired.completed_at) == ("TIMED_OUT", None, 150.0)
+    assert expired.error is not None
+    assert expired.error.type == "Callback.Timeout"
+    assert await wake_at(store, "p") == 160.0
+
+
+async def test_a_child_finish_leaves_an_ended_parent_alone(store: Store) -> None:
+    parent = await invoking(store, "p", "c", release=False)
+    await store.commit(checkpoint(parent, 4, events=[b"e4"], now=112.0, finish=Finish("FAILED")))
+    child = await claim_one(store, "c")
+    await store.commit(
+        checkpoint(child, 2, events=[b"c-end"], now=120.0, finish=Finish("SUCCEEDED"))
+    )
+    cancelled = await callback(store, "cb-c")
+    assert (cancelled.status, cancelled.completed_at) == (CallbackStatus.CANCELLED, 112.0)
+    row = await row_of(store, "p")
+    assert (row.status, row.wake_at, row.ended_at) == ("FAILED", None, 112.0)
+
+
+# --- stop -----------------------------------------------------------------------------------
+
+STOP_ERROR = ErrorInfo("Stopped", "stopped by ops")
+
+
+async def stop(store: Store, execution_id: str, now: float = 120.0) -> list[str]:
+    return await store.stop(execution_id, now=now, error=STOP_ERROR, event=b"stopped")
+
+
+async def events_of(store: Store, execution_id: str) -> list[bytes]:
+    loaded = await store.load(execution_id)
+    assert loaded is not None
+    return loaded[1]
+
+
+async def test_stop_unknown_execution(store: Store) -> None:
+    with pytest.raises(ExecutionNotFoundError, match="'nope'"):
+        await stop(store, "nope")
+
+
+async def test_stop_leaves_an_ended_execution_alone(store: Store) -> None:
+    lease = await with_callbacks(store, "a", new_callback("cb"))
+    await store.commit(checkpoint(lease, 4, events=[b"e4"], finish=Finish("SUCCEEDED", b"\x01")))
+    before = await store.load("a")
+    assert await stop(store, "a") == []
+    assert await store.load("a") == before
+
+
+async def test_stop_a_running_execution_fences_its_worker(store: Store) -> None:
+    lease = await with_callbacks(store, "a", new_callback("pending"), new_callback("done"))
+    await store.complete_callback(
+        "done", status=CallbackStatus.SUCCEEDED, result=b"\x02", error=None, now=112.0
+    )
+    await with_callbacks(store, "other", new_callback("theirs"))
+    assert await stop(store, "a", now=120.0) == ["a"]
+    assert await events_of(store, "a") == [b"e1", b"e2", b"e3", b"stopped"]
+    assert await store.get_execution("a") == replace(
+        make_row("a"),
+        status="STOPPED",
+        error=STOP_ERROR,
+        ended_at=120.0,
+        updated_at=120.0,
+        lease_epoch=2,
+        next_seq=4,
+    )
+    cancelled = await callback(store, "pending")
+    assert (cancelled.status, cancelled.completed_at) == (CallbackStatus.CANCELLED, 120.0)
+    done = await callback(store, "done")
+    assert (done.status, done.result, done.completed_at) == ("SUCCEEDED", b"\x02", 112.0)
+    assert (await callback(store, "theirs")).status == CallbackStatus.PENDING
+    # The worker that held the lease has every later write refused.
+    with pytest.raises(LeaseLostError):
+        await store.commit(checkpoint(lease, 4, events=[b"e4"], finish=Finish("SUCCEEDED")))
+    with pytest.raises(LeaseLostError):
+        await store.commit(checkpoint(lease, 5, events=[b"e5"]))
+    with pytest.raises(LeaseLostError):
+        await store.collect_callbacks(lease, now=121.0)
+    assert await store.renew([lease], lease_expires=300.0) == ["a"]
+    await store.release(lease, wake_at=1.0, now=121.0)
+    assert await events_of(store, "a") == [b"e1", b"e2", b"e3", b"stopped"]
+    assert await wake_at(store, "a") is None
+    assert await store.claim(owner="w2", now=10_000.0, lease_expires=10_030.0, limit=10) == [
+        Lease("other", "w2", 2, taken_over=True)
+    ]
+    assert await stop(store, "a", now=130.0) == []  # already stopped
+
+
+async def test_stop_a_suspended_execution(store: Store) -> None:
+    await store.create_execution(make_row("a", wake_at=500.0), [b"e1"])
+    assert await stop(store, "a") == ["a"]
+    row = await row_of(store, "a")
+    assert (row.status, row.wake_at, row.lease_epoch, row.next_seq) == ("STOPPED", None, 1, 2)
+    assert await events_of(store, "a") == [b"e1", b"stopped"]
+    assert await store.next_wake_at() is None
+
+
+async def test_stop_takes_running_descendants_two_levels_deep(store: Store) -> None:
+    await invoking(store, "r", "a", "b", release=False)
+    await store.commit(
+        checkpoint(
+            await claim_one(store, "a"),
+            2,
+            events=[b"a-2"],
+            callbacks=[new_callback("cb-a1")],
+            children=[NewChild(child_row("a1", "cb-a1", parent="a"), [b"a1-start"])],
+            release=True,
+        )
+    )
+    # "b" ended while its own child "b1" runs on: the walk goes through it.
+    b = await claim_one(store, "b")
+    await store.commit(
+        checkpoint(
+            b,
+            2,
+            events=[b"b-2"],
+            callbacks=[new_callback("cb-b1")],
+            children=[NewChild(child_row("b1", "cb-b1", parent="b"), [b"b1-start"])],
+            finish=Finish("SUCCEEDED", b"\x0b"),
+        )
+    )
+    a1 = await claim_one(store, "a1")
+    await store.create_execution(make_row("unrelated", wake_at=100.0), [])
+    before_b = await store.load("b")
+    epochs = {i: (await row_of(store, i)).lease_epoch for i in ("r", "a", "a1", "b1")}
+
+    assert await stop(store, "r", now=140.0) == ["r", "a", "a1", "b1"]
+
+    for execution_id, seq in (("r", 4), ("a", 3), ("a1", 2), ("b1", 2)):
+        row = await row_of(store, execution_id)
+        assert (row.status, row.error, row.ended_at, row.next_seq) == (
+            "STOPPED", STOP_ERROR, 140.0, seq
+        )  # fmt: skip
+        assert (row.wake_at, row.lease_owner, row.lease_expires) == (None, None, None)
+        assert row.lease_epoch == epochs[execution_id] + 1
+        assert (await events_of(store, execution_id))[-1] == b"stopped"
+    assert await store.load("b") == before_b
+    # Callbacks of stopped parents are cancelled, not answered by their stopped children.
+    for callback_id in ("cb-a", "cb-a1"):
+        cancelled = await callback(store, callback_id)
+        assert (cancelled.status, cancelled.error) == (CallbackStatus.CANCELLED, None)
+    assert (await callback(store, "cb-b")).status == CallbackStatus.SUCCEEDED  # b's finish
+    assert (await callback(store, "cb-b1")).status == CallbackStatus.CANCELLED  # b ended first
+    assert (await row_of(store, "unrelated")).status == "RUNNING"
+    with pytest.raises(LeaseLostError):
+        await store.commit(checkpoint(a1, 2, events=[b"a1-2"]))
+    assert await stop(store, "a", now=150.0) == []
+
+
+@pytest.mark.parametrize("parent_leased", [False, True], ids=["suspended", "leased"])
+async def test_stopping_a_child_answers_its_parent(store: Store, parent_leased: bool) -> None:
+    parent = await invoking(store, "p", "c", "d", release=not parent_leased, wake=900.0)
+    await claim_one(store, "c")
+    await store.commit(
+        checkpoint(
+            await claim_one(store, "d"),
+            2,
+            events=[],
+            callbacks=[new_callback("cb-d1")],
+            children=[NewChild(child_row("d1", "cb-d1", parent="d"), [b"d1-start"])],
+            release=True,
+        )
+    )
+    assert await stop(store, "c", now=200.0) == ["c"]
+    failed = await callback(store, "cb-c")
+    assert (failed.status, failed.result, failed.error) == ("FAILED", None, STOP_ERROR)
+    assert (failed.completed_at, failed.delivered) == (200.0, False)
+    assert (await callback(store, "cb-d")).status == CallbackStatus.PENDING
+    row = await row_of(store, "p")
+    assert (row.status, row.next_seq) == ("RUNNING", 3)
+    assert row.wake_at == (130.0 if parent_leased else 200.0)
+
+    assert await stop(store, "d", now=210.0) == ["d", "d1"]
+    assert (await callback(store, "cb-d")).status == CallbackStatus.FAILED
+    assert (await callback(store, "cb-d1")).status == CallbackStatus.CANCELLED
+    if parent_leased:
+        await store.commit(checkpoint(parent, 4, events=[], now=220.0, release=True))
+        assert await wake_at(store, "p") == 220.0  # answers wait: the release rule decides
+
+
+async def test_stop_leaves_a_parent_callback_that_is_no_longer_pending(store: Store) -> None:
+    parent = await invoking(store, "p", "c", release=False, timeout_at=150.0)
+    [timed_out] = await store.collect_callbacks(parent, now=150.0)
+    await store.commit(checkpoint(parent, 4, events=[], now=151.0, release=True, wake_at=900.0))
+    assert await wake_at(store, "p") == 151.0  # the timeout waits to be delivered
+    parent = await claim_one(store, "p", now=151.0)
+    await store.commit(
+        checkpoint(parent, 4, events=[], now=152.0, delivered=["cb-c"], release=True, wake_at=900.0)
+    )
+    assert await stop(store, "c", now=160.0) == ["c"]
+    assert await store.get_callback("cb-c") == replace(timed_out, delivered=True)
+    assert await wake_at(store, "p") == 900.0
 
 
 # --- lifecycle and URLs ---------------------------------------------------------------------
