@@ -75,6 +75,17 @@ def build(db: str, marks: str, skew: float) -> Engine:
         await ctx.step(lambda: mark("after ran"), name="after")
         return "waited"
 
+    async def per_item(ctx: DurableContext, item: str, index: int) -> str:
+        done = await ctx.step(slow, item, name="process")
+        await ctx.step(lambda: mark(f"{item} recorded"), name="confirm")
+        return done
+
+    @engine.workflow
+    async def mid_map(ctx: DurableContext) -> list[str]:
+        items = ["i0", "i1", "i2", "i3"]
+        result = await ctx.map(items, per_item, max_concurrency=2)
+        return result.get_results()
+
     @engine.workflow
     async def approval(ctx: DurableContext) -> object:
         cb = await ctx.create_callback(name="approval")

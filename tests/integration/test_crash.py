@@ -196,3 +196,24 @@ async def test_sigkill_while_waiting_on_a_callback_answered_while_down(tmp_path:
     assert count(marks, "after ran") == 1
     assert len([x for x in marks.read_text().splitlines() if x.startswith("callback ")]) == 1
     assert types_of(after).count("CallbackSucceeded") == 1
+
+
+async def test_sigkill_mid_map_resumes_without_rerunning_finished_items(tmp_path: Path) -> None:
+    db, marks = tmp_path / "w.db", tmp_path / "marks"
+    # i2 hangs: i0 and i1 finish, i2 is running when the process dies, i3 never started
+    worker = spawn(db, marks, "run", "mid_map", "m1", hang="i2")
+    wait_for_mark(marks, "i2 started", worker)
+    wait_for_mark(marks, "i1 recorded", worker)
+    kill(worker)
+    before = await history(db, "m1")
+
+    restarted = spawn(db, marks, "resume", "m1")
+    assert finish(restarted) == ["i0 done", "i1 done", "i2 done", "i3 done"]
+    after = await history(db, "m1")
+    assert [e.raw for e in after[: len(before)]] == [e.raw for e in before]
+    for item in ("i0", "i1", "i3"):
+        assert count(marks, f"{item} started") == 1, item
+    assert count(marks, "i2 started") == 2  # running when killed: run again (at least once)
+    assert count(marks, "i2 finished") == 1
+    iterations = [e for e in after if e.sub_type == "MapIteration"]
+    assert [e.event_type for e in iterations].count("ContextSucceeded") == 4
