@@ -122,6 +122,9 @@ class WaitForConditionOp(Operation[S]):
             return None
         assert not isinstance(decision, Interrupted)
         assert isinstance(decision, Run)
+        if not inv.accepting_work:
+            inv.park(fiber, self)
+            return None
         state = self._state(inv, record, decision.attempt)
         if decision.record_start:
             inv.record(self.event(EventType.STEP_STARTED, inv.now(), attempt=decision.attempt))

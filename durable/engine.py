@@ -54,6 +54,10 @@ class Engine:
         concurrency: invocations this worker runs at once.
         poll_interval: wall-clock seconds between looks at the store for work that other
             processes added.
+        shutdown_grace: on leaving ``async with``, how long running step attempts may go on
+            to finish and checkpoint (nothing new starts) before they are cancelled.
+        purge_interval: how often the worker deletes executions past their workflow's
+            ``retention``.
 
     Example::
 
@@ -74,9 +78,11 @@ class Engine:
         clock: Clock | None = None,
         store: Store | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
-        lease_time: Duration = 10.0,
+        lease_time: Duration = 5.0,
         concurrency: int = 100,
         poll_interval: Duration = 0.2,
+        shutdown_grace: Duration = 10.0,
+        purge_interval: Duration = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
@@ -98,7 +104,9 @@ class Engine:
             logger=self.logger,
             workflows=self._workflows,
             on_finished=self._on_finished,
+            purge_interval=to_seconds(purge_interval, what="purge_interval"),
         )
+        self.shutdown_grace = to_seconds(shutdown_grace, what="shutdown_grace", allow_zero=True)
         self._poll = to_seconds(poll_interval, what="poll_interval")
         self.worker = Worker(self._runtime, concurrency=concurrency, poll_interval=self._poll)
         self._stack: contextlib.AsyncExitStack | None = None
@@ -166,6 +174,7 @@ class Engine:
                 tg = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(tg.cancel_scope.cancel)
                 await tg.start(self.worker.serve)
+                stack.push_async_callback(self.worker.shutdown, self.shutdown_grace)
         except BaseException:
             await stack.aclose()
             raise
@@ -366,6 +375,17 @@ class Engine:
                 invocation.abandon()
             self._on_finished(stopped_id)
         return stopped
+
+    async def purge(self, *, finished_before: datetime | float) -> int:
+        """Delete executions that ended before ``finished_before`` (with their events and
+        callbacks); running executions are never touched. Returns how many were deleted."""
+        self._require_open()
+        cutoff = (
+            finished_before.timestamp()
+            if isinstance(finished_before, datetime)
+            else float(finished_before)
+        )
+        return len(await self.store.purge(finished_before=cutoff))
 
     # -- reading -----------------------------------------------------------------------
 

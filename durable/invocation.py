@@ -67,6 +67,7 @@ class Runtime:
     logger: Any
     workflows: Mapping[str, Workflow[Any]]
     on_finished: Callable[[str], None]
+    purge_interval: float = 60.0
 
 
 class Fiber:
@@ -127,6 +128,8 @@ class Invocation:
         """Operation id -> earliest timeout/heartbeat deadline of each pending callback."""
         self._new_callbacks: list[NewCallback] = []
         self._new_children: list[NewChild] = []
+        self._draining = False
+        self._parked = False
         self._delivered: list[str] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._fatal: DurableError | None = None
@@ -180,6 +183,21 @@ class Invocation:
         """A callback created now: stored with the next commit, expiring at ``deadline``."""
         self._new_callbacks.append(callback)
         self.callback_deadlines[callback.operation_id] = deadline
+
+    @property
+    def accepting_work(self) -> bool:
+        """False while the worker shuts down: no new step attempt may start."""
+        return not self._draining
+
+    def park(self, fiber: Fiber, op: Operation[Any]) -> None:
+        """``fiber`` needs new work while draining: it resumes in the next invocation."""
+        self._blocked[fiber] = (op, None)
+        self._parked = True
+
+    def drain(self) -> None:
+        """Let running attempts finish and checkpoint, start nothing new, then suspend."""
+        self._draining = True
+        self._arrived.set()
 
     def abandon(self) -> None:
         """The execution was stopped elsewhere: end this invocation, writing nothing more."""
@@ -338,7 +356,8 @@ class Invocation:
                 continue
             if self._running == 0 and not self._arrivals:
                 self.record(Event(t=EventType.INVOCATION_COMPLETED, ts=self.now()))
-                await self._flush(release=True, wake_at=self._next_wake())
+                wake_at = self.now() if self._parked else self._next_wake()
+                await self._flush(release=True, wake_at=wake_at)
                 return
             if not self._arrivals:
                 self._arrived = anyio.Event()

@@ -200,6 +200,9 @@ class StepOp(Operation[T]):
                 )
                 record = self._record_failure(inv, decision.attempt, error)
                 continue
+            if not inv.accepting_work:
+                inv.park(fiber, self)
+                return None
             if decision.record_start:
                 record = inv.record(
                     self.event(EventType.STEP_STARTED, inv.now(), attempt=decision.attempt)

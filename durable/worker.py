@@ -55,6 +55,9 @@ class Worker:
         self._orphans: list[Lease] = []
         self._nudge = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
+        self._claim_scope = anyio.CancelScope()
+        self._draining = False
+        self._emptied = anyio.Event()
         self.idle = anyio.Event()
 
     def nudge(self) -> None:
@@ -66,7 +69,7 @@ class Worker:
     @property
     def has_capacity(self) -> bool:
         """Whether another invocation may start."""
-        return self._tg is not None and len(self.active) < self.concurrency
+        return self._tg is not None and not self._draining and len(self.active) < self.concurrency
 
     def run_now(self, lease: Lease, row: ExecutionRow, events: list[bytes]) -> None:
         """Run an execution this engine just created (already leased to it)."""
@@ -74,17 +77,47 @@ class Worker:
         self._spawn(lease, row, events)
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """The loop; runs until cancelled, then releases what it was running."""
+        """The loop; runs until cancelled (after :meth:`shutdown`), then releases leftovers."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await self._recover_dead_owners()
             tg.start_soon(self._renew_forever)
+            tg.start_soon(self._purge_forever)
             task_status.started()
             try:
-                await self._claim_forever()
+                with self._claim_scope:
+                    await self._claim_forever()
+                await anyio.sleep_forever()  # claiming stopped: shutting down
             finally:
                 self._tg = None
                 tg.cancel_scope.cancel()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop claiming; let running step attempts finish and checkpoint for up to
+        ``grace`` seconds (nothing new starts); then whatever still runs is cancelled and
+        released, so another worker resumes it at once."""
+        self._draining = True
+        self._claim_scope.cancel()
+        for invocation in list(self.active.values()):
+            if invocation is not None:
+                invocation.drain()
+        with anyio.move_on_after(grace):
+            while self.active:
+                self._emptied = anyio.Event()
+                await self._emptied.wait()
+
+    async def _purge_forever(self) -> None:
+        """Delete executions whose workflow ``retention`` has passed, every ``purge_interval``."""
+        store, clock, rt = self.rt.store, self.rt.clock, self.rt
+        while True:
+            await clock.wait(anyio.Event(), clock.now() + rt.purge_interval, rt.purge_interval)
+            try:
+                purged = await store.purge(expired_at=clock.now())
+            except StoreError as exc:
+                rt.logger.warning("retention purge failed", error=str(exc))
+                continue
+            if purged:
+                rt.logger.info("purged executions past their retention", count=len(purged))
 
     async def _recover_dead_owners(self) -> None:
         store, clock = self.rt.store, self.rt.clock
@@ -146,6 +179,8 @@ class Worker:
                 row, events = loaded
             inv = Invocation(rt, lease, row, events)
             self.active[lease.execution_id] = inv
+            if self._draining:
+                inv.drain()
             await inv.run()
         except StoreError as exc:
             rt.logger.error(
@@ -167,6 +202,8 @@ class Worker:
                         )
             self.active.pop(lease.execution_id, None)
             self._nudge.set()
+            if not self.active:
+                self._emptied.set()
 
     async def _renew_forever(self) -> None:
         store, clock, rt = self.rt.store, self.rt.clock, self.rt

@@ -57,6 +57,7 @@ __all__ = [
     "make_read_only",
     "migrate",
     "next_wake_at",
+    "purge",
     "release",
     "renew",
     "select_callback",
@@ -146,6 +147,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # A child started by ctx.invoke: the parent's callback that its end answers. Only
         # ever read with its own row, so it needs no index.
         "ALTER TABLE executions ADD COLUMN parent_callback_id TEXT",
+    ),
+    (
+        # What purge reads: only ended rows, by end time and by end of retention (the
+        # expression must stay spelled exactly as purge's query spells it to be used).
+        """
+        CREATE INDEX executions_ended_at ON executions (ended_at)
+        WHERE status != 'RUNNING'
+        """,
+        """
+        CREATE INDEX executions_expires_at ON executions (ended_at + retention)
+        WHERE status != 'RUNNING' AND retention IS NOT NULL
+        """,
     ),
 )
 
@@ -791,3 +804,39 @@ def stop(
         if parent_callback_id is not None and parent_id not in inside:
             _answer_parent(conn, parent_callback_id, CallbackStatus.FAILED, None, error, now)
     return [eid for eid, _, _ in stopped]
+
+
+# --- purge ----------------------------------------------------------------------------------
+
+# Each branch repeats its partial index's WHERE terms literally ('RUNNING' is not bound): a
+# partial index is only used when the query's terms imply its own.
+_PURGE_FINISHED = (
+    "SELECT execution_id, ended_at FROM executions WHERE status != 'RUNNING' AND ended_at <= ?"
+)
+_PURGE_EXPIRED = (
+    "SELECT execution_id, ended_at FROM executions"
+    " WHERE status != 'RUNNING' AND retention IS NOT NULL AND ended_at + retention <= ?"
+)
+
+
+def purge(
+    conn: sqlite3.Connection, finished_before: float | None, expired_at: float | None
+) -> list[str]:
+    """Delete ended executions matching either criterion; their ids, oldest end first.
+
+    Events and callbacks go by ``ON DELETE CASCADE`` (the writer runs with
+    ``foreign_keys = ON``); callbacks of other executions, including a running parent's
+    callback that a deleted child answered, are not theirs and stay.
+    """
+    # One query per criterion, each on its own index, merged here: a UNION ... ORDER BY
+    # makes SQLite scan the whole ended_at index for the retention branch instead.
+    found: dict[str, float] = {}
+    for query, value in ((_PURGE_FINISHED, finished_before), (_PURGE_EXPIRED, expired_at)):
+        if value is not None:
+            found.update(conn.execute(query, (value,)).fetchall())
+    doomed = sorted(found.items(), key=lambda item: (item[1], item[0]))
+    conn.executemany(
+        "DELETE FROM executions WHERE execution_id = ? AND status != 'RUNNING'",
+        [(eid,) for eid, _ in doomed],
+    )
+    return [eid for eid, _ in doomed]

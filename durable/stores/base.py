@@ -329,6 +329,19 @@ class Store(Protocol):
         """The callback, or ``None``."""
         ...
 
+    async def purge(
+        self, *, finished_before: float | None = None, expired_at: float | None = None
+    ) -> list[str]:
+        """Delete finished executions, with their events and callbacks, and nothing else.
+
+        An execution is deleted when its status is not ``RUNNING`` and either its
+        ``ended_at <= finished_before``, or it has a ``retention`` and
+        ``ended_at + retention <= expired_at``. ``None`` disables a criterion. Returns the
+        deleted ids. Running executions are never touched, nor anything of theirs (a running
+        parent keeps its callback rows even when a finished child of it is deleted).
+        """
+        ...
+
     async def stop(
         self, execution_id: str, *, now: float, error: ErrorInfo, event: bytes
     ) -> list[str]:

@@ -406,6 +406,36 @@ class MemoryStore:
         callback = self._callbacks.get(callback_id)
         return None if callback is None else replace(callback)
 
+    async def purge(
+        self, *, finished_before: float | None = None, expired_at: float | None = None
+    ) -> list[str]:
+        """Delete ended executions with their events and callbacks; the ids by end, then id.
+
+        An execution goes when it is not ``RUNNING`` and ``ended_at <= finished_before``,
+        or it has a ``retention`` and ``ended_at + retention <= expired_at``; ``None``
+        disables a criterion. Callbacks of other executions (a running parent's callback
+        that a deleted child answered) stay.
+        """
+        self._check_open()
+        doomed: list[tuple[float, str]] = []
+        for row in self._rows.values():
+            ended = row.ended_at
+            if row.status == ExecutionStatus.RUNNING or ended is None:
+                continue
+            if (finished_before is not None and ended <= finished_before) or (
+                expired_at is not None
+                and row.retention is not None
+                and ended + row.retention <= expired_at
+            ):
+                doomed.append((ended, row.execution_id))
+        doomed.sort()
+        for _, execution_id in doomed:
+            del self._rows[execution_id]
+            del self._events[execution_id]
+            for callback_id in self._callbacks_of.pop(execution_id, ()):
+                del self._callbacks[callback_id]
+        return [execution_id for _, execution_id in doomed]
+
     # --- stop -----------------------------------------------------------------------------
 
     def _running_tree(self, execution_id: str) -> list[ExecutionRow]:

@@ -381,6 +381,17 @@ class SQLiteStore:
         """The callback, or ``None``."""
         return await self._read(sql.select_callback, callback_id)
 
+    async def purge(
+        self, *, finished_before: float | None = None, expired_at: float | None = None
+    ) -> list[str]:
+        """Delete ended executions (with their events and callbacks) in one transaction.
+
+        An execution goes when it is not ``RUNNING`` and ``ended_at <= finished_before``,
+        or it has a ``retention`` and ``ended_at + retention <= expired_at``; ``None``
+        disables a criterion. Returns the deleted ids by ``ended_at``, then id.
+        """
+        return await self._write(lambda conn: sql.purge(conn, finished_before, expired_at))
+
     async def stop(
         self, execution_id: str, *, now: float, error: ErrorInfo, event: bytes
     ) -> list[str]:

@@ -25,10 +25,12 @@ from durable.stores import (
     ExecutionRow,
     Finish,
     Lease,
+    ListQuery,
     NewCallback,
     NewChild,
     SQLiteStore,
 )
+from durable.stores import _sqlite_schema as schema
 from durable.stores._sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from durable.types import ErrorInfo
 
@@ -359,7 +361,7 @@ async def test_a_version_1_database_is_migrated_in_place_and_keeps_its_data(
         await store.complete_callback("cb", status=SUCCEEDED, result=b"\x01", error=None, now=5.0)
     finally:
         await store.close()
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
     assert pragma(path, "application_id") == APPLICATION_ID
 
     await store.open()  # reopening a migrated file migrates nothing and keeps the callback
@@ -418,7 +420,7 @@ async def test_a_version_2_database_is_migrated_in_place_and_keeps_its_data(
         await store.commit(Checkpoint(kid, 2, [b"k2"], now=5.0, finish=done))
     finally:
         await store.close()
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
 
     await store.open()  # reopening migrates nothing and keeps what was written
     try:
@@ -630,3 +632,146 @@ async def test_callbacks_go_with_their_execution(store: SQLiteStore) -> None:
     assert await store.get_callback("cb") is None
     with pytest.raises(CallbackNotFoundError):
         await store.heartbeat_callback("cb", now=2.0)
+
+
+# --- purge ----------------------------------------------------------------------------------
+
+
+def table_counts(path: Path) -> dict[str, int]:
+    """Rows per table, read by a connection of its own (the store's cascade, not its reads)."""
+    with closing(sqlite3.connect(path)) as conn:
+        return {
+            table: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for table in ("executions", "events", "callbacks")
+        }
+
+
+async def test_a_version_3_database_is_migrated_in_place_and_purges(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for statement in (stmt for script in MIGRATIONS[:3] for stmt in script):  # version 3
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.executemany(
+            "INSERT INTO executions (execution_id, workflow, status, input, created_at,"
+            " updated_at, seed, ended_at, retention, next_seq) VALUES (?, 'wf', ?, x'90', 1.0,"
+            " 2.0, 7, ?, ?, 1)",
+            [
+                ("done", "SUCCEEDED", 10.0, 5.0),
+                ("kept", "FAILED", 10.0, None),
+                ("run", "RUNNING", None, 1.0),
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO events (execution_id, seq, data) VALUES (?, 1, x'01')",
+            [("done",), ("kept",), ("run",)],
+        )
+        conn.executemany(
+            "INSERT INTO callbacks (callback_id, execution_id, operation_id, status, created_at)"
+            " VALUES (?, ?, 'op', 'CANCELLED', 1.5)",
+            [("cb-done", "done"), ("cb-run", "run")],
+        )
+    assert pragma(path, "user_version") == 3
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert await store.purge(expired_at=15.0) == ["done"]
+        assert await store.load("done") is None
+        assert await store.get_callback("cb-done") is None
+        assert await store.get_callback("cb-run") is not None
+    finally:
+        await store.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
+    assert table_counts(path) == {"executions": 2, "events": 2, "callbacks": 1}
+
+    await store.open()  # reopening migrates nothing and keeps what is left
+    try:
+        assert await store.purge(finished_before=10.0) == ["kept"]
+        assert [row.execution_id for row in await store.list_executions(ListQuery())] == ["run"]
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"executions_ended_at", "executions_expires_at"} <= names
+
+
+async def test_purge_queries_use_their_indexes(store: SQLiteStore) -> None:
+    assert store._reader is not None
+    for query, params, index in (
+        (schema._PURGE_FINISHED, (1.0,), "executions_ended_at"),
+        (schema._PURGE_EXPIRED, (1.0,), "executions_expires_at"),
+    ):
+        cursor = await store._reader.execute(f"EXPLAIN QUERY PLAN {query}", params)
+        plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+        await cursor.close()
+        assert f"SEARCH executions USING INDEX {index}" in plan, plan
+
+
+async def test_purge_removes_events_and_callbacks_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        leases = await lease_many(store, 3)
+        for lease in leases:
+            news = [NewCallback(f"{lease.execution_id}-{n}", "o", 1.0) for n in range(2)]
+            await store.commit(Checkpoint(lease, 2, [b"a"], now=1.0, callbacks=news))
+        for lease in leases[:2]:
+            await store.commit(Checkpoint(lease, 3, [b"b"], now=5.0, finish=Finish("FAILED")))
+        assert table_counts(path) == {"executions": 3, "events": 8, "callbacks": 6}
+        assert await store.purge(finished_before=5.0) == ["x0000", "x0001"]
+        assert table_counts(path) == {"executions": 1, "events": 2, "callbacks": 2}
+    finally:
+        await store.close()
+
+
+async def test_purge_shares_a_batch_and_a_refused_write_keeps_it(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 4)
+    for lease in leases[:2]:
+        await store.commit(Checkpoint(lease, 2, [b"end"], now=5.0, finish=Finish("SUCCEEDED")))
+    batches_before = store._batches
+    outcomes = await asyncio.gather(
+        store.commit(Checkpoint(leases[2], 2, [b"a"], now=6.0)),
+        store.commit(Checkpoint(leases[3], 9, [b"bad"], now=6.0)),  # wrong sequence
+        store.purge(finished_before=10.0),
+        store.commit(Checkpoint(leases[0], 3, [b"late"], now=6.0)),  # ended: lease is gone
+        return_exceptions=True,
+    )
+    assert store._batches - batches_before == 1
+    assert [type(o).__name__ for o in outcomes] == [
+        "NoneType", "LeaseLostError", "list", "LeaseLostError"
+    ]  # fmt: skip
+    assert outcomes[2] == ["x0000", "x0001"]
+    for execution_id, events in (("x0002", [b"start", b"a"]), ("x0003", [b"start"])):
+        loaded = await store.load(execution_id)
+        assert loaded is not None
+        assert loaded[1] == events
+
+
+async def test_a_failed_purge_deletes_nothing_and_fails_only_itself(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leases = await lease_many(store, 2)
+    await store.commit(Checkpoint(leases[0], 2, [b"end"], now=5.0, finish=Finish("SUCCEEDED")))
+    real = schema.purge
+
+    def purge_then_fail(
+        conn: sqlite3.Connection, finished_before: float | None, expired_at: float | None
+    ) -> list[str]:
+        assert real(conn, finished_before, expired_at) == ["x0000"]
+        raise ValueError("refused after deleting")
+
+    monkeypatch.setattr(schema, "purge", purge_then_fail)
+    outcomes = await asyncio.gather(
+        store.purge(finished_before=10.0),
+        store.commit(Checkpoint(leases[1], 2, [b"a"], now=6.0)),
+        return_exceptions=True,
+    )
+    assert [type(o).__name__ for o in outcomes] == ["ValueError", "NoneType"]
+    loaded = await store.load("x0000")
+    assert loaded is not None
+    assert loaded[1] == [b"start", b"end"]
+    monkeypatch.undo()
+    assert await store.purge(finished_before=10.0) == ["x0000"]

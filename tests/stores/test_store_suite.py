@@ -1174,6 +1174,157 @@ async def test_stop_leaves_a_parent_callback_that_is_no_longer_pending(store: St
     assert await wake_at(store, "p") == 900.0
 
 
+# --- purge ----------------------------------------------------------------------------------
+
+
+async def ended(
+    store: Store,
+    execution_id: str,
+    ended_at: float,
+    *,
+    status: str = "SUCCEEDED",
+    retention: float | None = None,
+) -> None:
+    """Store an execution that ended at ``ended_at``, with two events."""
+    row = make_row(execution_id, status=status, ended_at=ended_at, retention=retention)
+    await store.create_execution(row, [b"%s-1" % execution_id.encode(), b"end"])
+
+
+async def finished(store: Store, execution_id: str, *, now: float = 120.0) -> None:
+    """A leased execution with callbacks ``<id>-pending`` and ``<id>-done``, finished at ``now``."""
+    lease = await leased(store, execution_id)
+    pending, done = f"{execution_id}-pending", f"{execution_id}-done"
+    await store.commit(checkpoint(lease, callbacks=[new_callback(pending), new_callback(done)]))
+    await store.complete_callback(done, status="SUCCEEDED", result=b"\x01", error=None, now=111.0)
+    await store.commit(checkpoint(lease, 4, events=[b"e4"], now=now, finish=Finish("SUCCEEDED")))
+
+
+async def test_purge_without_a_criterion_deletes_nothing(store: Store) -> None:
+    await ended(store, "old", 1.0, retention=1.0)
+    assert await store.purge() == []
+    assert await store.purge(finished_before=None, expired_at=None) == []
+    assert await store.get_execution("old") is not None
+
+
+async def test_purge_of_an_empty_store(store: Store) -> None:
+    assert await store.purge(finished_before=1e12, expired_at=1e12) == []
+    assert await store.list_executions(ListQuery()) == []
+
+
+async def test_purge_finished_before_is_inclusive(store: Store) -> None:
+    await ended(store, "before", 199.5)
+    await ended(store, "at", 200.0, status="FAILED")
+    await ended(store, "after", 200.5, status="STOPPED")
+    assert await store.purge(finished_before=200.0) == ["before", "at"]
+    assert await store.get_execution("before") is None
+    assert await store.get_execution("at") is None
+    assert await store.get_execution("after") is not None
+    assert await store.purge(finished_before=200.0) == []  # nothing left to delete
+
+
+async def test_purge_by_retention(store: Store) -> None:
+    await ended(store, "kept-long", 100.0, retention=500.0)  # expires at 600
+    await ended(store, "expired", 100.0, retention=50.0)  # expires at 150
+    await ended(store, "exactly", 120.0, retention=80.0)  # expires at 200
+    await ended(store, "forever", 1.0)  # no retention: only finished_before deletes it
+    await ended(store, "later", 250.0, retention=1.0, status="TIMED_OUT")
+    assert await store.purge(expired_at=200.0) == ["expired", "exactly"]
+    remaining = {row.execution_id for row in await store.list_executions(ListQuery())}
+    assert remaining == {"kept-long", "forever", "later"}
+    assert await store.purge(expired_at=1e12) == ["kept-long", "later"]
+    assert await store.get_execution("forever") is not None
+
+
+async def test_purge_either_criterion_deletes_and_ids_come_by_end_then_id(store: Store) -> None:
+    await ended(store, "b", 50.0)
+    await ended(store, "a", 50.0)
+    await ended(store, "z", 10.0, retention=20.0)  # by finished_before and by retention
+    await ended(store, "y", 300.0, retention=5.0)  # by retention only
+    await ended(store, "x", 300.0, retention=500.0)  # by neither
+    assert await store.purge(finished_before=60.0, expired_at=305.0) == ["z", "a", "b", "y"]
+    assert [row.execution_id for row in await store.list_executions(ListQuery())] == ["x"]
+
+
+async def test_purge_never_deletes_running_executions(store: Store) -> None:
+    # Odd but possible rows: RUNNING with an old ended_at and a retention.
+    await store.create_execution(make_row("run", ended_at=1.0, retention=1.0), [b"r1"])
+    lease = await leased(store, "leased")
+    await store.commit(checkpoint(lease, callbacks=[new_callback("cb-leased")]))
+    await ended(store, "done", 1.0, retention=1.0)
+    assert await store.purge(finished_before=1e12, expired_at=1e12) == ["done"]
+    assert await events_of(store, "run") == [b"r1"]
+    assert await events_of(store, "leased") == [b"e1", b"e2", b"e3"]
+    assert (await callback(store, "cb-leased")).status == CallbackStatus.PENDING
+    # The lease still works: nothing of the running execution was touched.
+    await store.commit(checkpoint(lease, 4, events=[b"e4"]))
+
+
+async def test_purge_ignores_an_ended_status_without_ended_at(store: Store) -> None:
+    await store.create_execution(make_row("odd", status="FAILED", retention=1.0), [])
+    assert await store.purge(finished_before=1e12, expired_at=1e12) == []
+    assert await store.get_execution("odd") is not None
+
+
+async def test_purge_deletes_events_and_callbacks_and_leaves_the_rest(store: Store) -> None:
+    await finished(store, "gone", now=120.0)
+    await finished(store, "stays", now=500.0)
+    before = await store.load("stays")
+    kept = [await callback(store, i) for i in ("stays-pending", "stays-done")]
+    assert (await callback(store, "gone-pending")).status == CallbackStatus.CANCELLED
+
+    assert await store.purge(finished_before=120.0) == ["gone"]
+
+    assert await store.load("gone") is None
+    assert await store.get_execution("gone") is None
+    assert await store.get_callback("gone-pending") is None
+    assert await store.get_callback("gone-done") is None
+    with pytest.raises(CallbackNotFoundError):
+        await store.complete_callback(
+            "gone-pending", status="SUCCEEDED", result=None, error=None, now=130.0
+        )
+    assert await store.load("stays") == before
+    assert [await callback(store, i) for i in ("stays-pending", "stays-done")] == kept
+    # The purged id is free again, without leftovers from its first life.
+    await store.create_execution(make_row("gone"), [b"new"])
+    assert await events_of(store, "gone") == [b"new"]
+    again = await leased(store, "again")
+    await store.commit(checkpoint(again, callbacks=[new_callback("gone-done")]))
+    assert (await callback(store, "gone-done")).execution_id == "again"
+
+
+async def test_purging_a_finished_child_keeps_its_running_parent(store: Store) -> None:
+    await invoking(store, "p", "c", "d", wake=900.0)
+    child = await claim_one(store, "c")
+    await store.commit(
+        checkpoint(
+            child,
+            2,
+            events=[b"c-2"],
+            callbacks=[new_callback("c-own")],
+            finish=Finish("SUCCEEDED", b"\x0c"),
+            now=120.0,
+        )
+    )
+    parent_before = await store.load("p")
+    answered = await callback(store, "cb-c")
+    assert (answered.execution_id, answered.status) == ("p", CallbackStatus.SUCCEEDED)
+
+    assert await store.purge(finished_before=1e12, expired_at=1e12) == ["c"]
+
+    assert await store.load("c") is None
+    assert await store.get_callback("c-own") is None
+    assert await store.load("p") == parent_before
+    assert await store.get_callback("cb-c") == answered  # the parent's row, not the child's
+    assert (await callback(store, "cb-d")).status == CallbackStatus.PENDING
+    assert (await row_of(store, "d")).status == "RUNNING"
+    # The parent still collects and delivers the answer of its deleted child.
+    parent = await claim_one(store, "p", now=120.0)
+    collected = await store.collect_callbacks(parent, now=120.0)
+    assert [(c.callback_id, c.result) for c in collected] == [("cb-c", b"\x0c"), ("cb-d", None)]
+    await store.commit(checkpoint(parent, 4, events=[b"c-done"], now=121.0, delivered=["cb-c"]))
+    assert (await callback(store, "cb-c")).delivered
+
+
 # --- lifecycle and URLs ---------------------------------------------------------------------
 
 
@@ -1185,6 +1336,8 @@ async def test_close_is_idempotent_and_closed_store_refuses(store: Store) -> Non
         await store.get_execution("a")
     with pytest.raises(StoreError, match="not open"):
         await store.create_execution(make_row("b"), [])
+    with pytest.raises(StoreError, match="not open"):
+        await store.purge(finished_before=1e12)
     await store.open()
     assert await store.get_execution("a") is not None
 
