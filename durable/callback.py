@@ -19,7 +19,7 @@ from durable.child import ChildContextOp
 from durable.errors import CallbackFailedError, CallbackTimeoutError, DurableError
 from durable.events import EventType, SubType
 from durable.operation import Operation, Outcome, Raise, Value
-from durable.replay import OpStatus
+from durable.replay import OpStatus, operation_id
 from durable.stores.base import NewCallback
 from durable.types import ErrorInfo, RetryPolicy
 
@@ -188,6 +188,19 @@ class WaitForCallbackOp(ChildContextOp[T]):
     def body(self, child: DurableContext) -> Coroutine[Any, Any, Any]:
         """Create, submit, await."""
         return self._run(child)
+
+    def on_child_done(self, inv: Invocation, fiber: Fiber, outcome: Outcome) -> Outcome | None:
+        """When the context fails before its answer came, its callback is cancelled, so a
+        late answer is refused instead of landing in a closed context."""
+        created = inv.state.ops.get(operation_id(self.op_id, 1))
+        if (
+            isinstance(outcome, Raise)
+            and created is not None
+            and not created.done
+            and created.callback_id is not None
+        ):
+            inv.cancel_callback(created.callback_id)
+        return super().on_child_done(inv, fiber, outcome)
 
     async def _run(self, child: DurableContext) -> Any:
         callback: Callback[Any] = await child.create_callback(

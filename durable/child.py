@@ -80,9 +80,14 @@ class ChildContextOp(Operation[T]):
         """Checkpoint the child's end as one value (or one error)."""
         record = inv.state.ops[self.op_id]
         if record.done:  # re-run of a context whose end is already recorded
-            if isinstance(outcome, Raise) and self.rerun_failures:
-                return Raise(outcome.error, record.ended_ts)
-            return outcome
+            if isinstance(outcome, Raise):
+                error = (
+                    outcome.error
+                    if self.rerun_failures
+                    else self.error_for(record.error or ErrorInfo.from_exception(outcome.error))
+                )
+                return Raise(error, record.ended_ts)
+            return Value(outcome.value, record.ended_ts)
         now = inv.now()
         if isinstance(outcome, Raise):
             info = ErrorInfo.from_exception(outcome.error)

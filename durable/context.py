@@ -156,6 +156,7 @@ class DurableContext:
         """
         if not callable(fn):
             raise TypeError(f"ctx.step needs a function to run, got {fn!r}")
+        _check_retry(retry)
         seconds = None if timeout is None else to_seconds(timeout, what="step timeout")
         return StepOp(self, fn, args, name=name, retry=retry, semantics=semantics, timeout=seconds)
 
@@ -212,6 +213,7 @@ class DurableContext:
         """
         if not callable(submitter):
             raise TypeError(f"wait_for_callback needs a submitter function, got {submitter!r}")
+        _check_retry(retry)
         return WaitForCallbackOp(
             self,
             submitter,
@@ -366,6 +368,11 @@ def _call_item(
     ctx: DurableContext,
 ) -> Coroutine[Any, Any, Any]:
     return fn(ctx, item, index)
+
+
+def _check_retry(retry: object) -> None:
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy, got {retry!r}")
 
 
 def _optional_seconds(value: Duration | None, what: str) -> float | None:

@@ -20,6 +20,7 @@ from durable.errors import (
     ExecutionFailedError,
     ExecutionNotFoundError,
     ExecutionNotRunningError,
+    PayloadTooLargeError,
     WorkflowNotFoundError,
 )
 from durable.events import Event, EventType, HistoryEvent, decode_events, encode_event
@@ -105,6 +106,7 @@ class Engine:
             workflows=self._workflows,
             on_finished=self._on_finished,
             purge_interval=to_seconds(purge_interval, what="purge_interval"),
+            poll_interval=to_seconds(poll_interval, what="poll_interval"),
         )
         self.shutdown_grace = to_seconds(shutdown_grace, what="shutdown_grace", allow_zero=True)
         self._poll = to_seconds(poll_interval, what="poll_interval")
@@ -254,14 +256,14 @@ class Engine:
             self.worker.nudge()
         return ExecutionHandle(self, execution_id)
 
-    @staticmethod
-    def _check_duplicate(stored: ExecutionRow, name: str, data: bytes) -> None:
+    def _check_duplicate(self, stored: ExecutionRow, name: str, data: bytes) -> None:
         if stored.workflow != name:
             raise ExecutionAlreadyExistsError(
                 f"execution {stored.execution_id!r} already exists for workflow "
                 f"{stored.workflow!r}, not {name!r}"
             )
-        if stored.input != data:
+        # compare values, not bytes: {"a": 1, "b": 2} is the same input as {"b": 2, "a": 1}
+        if stored.input != data and self.serde.decode(stored.input) != self.serde.decode(data):
             raise ExecutionAlreadyExistsError(
                 f"execution {stored.execution_id!r} already exists with a different input"
             )
@@ -316,6 +318,12 @@ class Engine:
         """
         self._require_open()
         error = ErrorInfo(type=str(error_type), message=str(message))
+        size = len(self.serde.encode(error, what=f"failure of callback {callback_id!r}"))
+        if size > self.serde.max_payload:
+            raise PayloadTooLargeError(
+                f"failure of callback {callback_id!r} is {size} bytes encoded, over the "
+                f"{self.serde.max_payload}-byte payload limit"
+            )
         row = await self.store.complete_callback(
             callback_id,
             status=CallbackStatus.FAILED,
@@ -497,7 +505,7 @@ class Engine:
         self._require_open()
         while True:
             if not self.worker.active:
-                next_wake = await self.store.next_wake_at(self.owner)
+                next_wake = await self.store.next_wake_at(self.owner, list(self._workflows))
                 if next_wake is None or next_wake > self.clock.now():
                     return
             self.worker.nudge()

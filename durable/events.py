@@ -138,10 +138,19 @@ def format_timestamp(ts: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _jsonable(value: Any) -> Any:
+    """Keys JSON can hold (msgpack maps may have int or tuple keys)."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def _payload_text(data: bytes | None) -> str | None:
     if data is None:
         return None
-    return json.dumps(msgspec.to_builtins(_payload_decoder.decode(data)))
+    return json.dumps(msgspec.to_builtins(_jsonable(_payload_decoder.decode(data))))
 
 
 def _seconds(value: float) -> float | int:

@@ -13,7 +13,9 @@ every replay engine). New events become durable before the workflow sees their o
 from __future__ import annotations
 
 import functools
+import math
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -68,6 +70,7 @@ class Runtime:
     workflows: Mapping[str, Workflow[Any]]
     on_finished: Callable[[str], None]
     purge_interval: float = 60.0
+    poll_interval: float = 0.2
 
 
 class Fiber:
@@ -120,7 +123,9 @@ class Invocation:
         self._running = 0
         self._arrivals: deque[tuple[Fiber, Operation[Any], Any]] = deque()
         self._arrived = anyio.Event()
-        self._launch: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._launch: list[
+            tuple[Callable[[], Coroutine[Any, Any, None]], Operation[Any], Coroutine[Any, Any, Any]]
+        ] = []
         self._held: list[tuple[Fiber, Outcome]] = []
         self._hold = False
         self._inbox_requested = False
@@ -128,11 +133,15 @@ class Invocation:
         """Operation id -> earliest timeout/heartbeat deadline of each pending callback."""
         self._new_callbacks: list[NewCallback] = []
         self._new_children: list[NewChild] = []
+        self._cancelled: list[str] = []
         self._draining = False
         self._parked = False
         self._delivered: list[str] = []
         self._tg: anyio.abc.TaskGroup | None = None
-        self._fatal: DurableError | None = None
+        self._fatal: Exception | None = None
+        self._finishing: Finish | None = None
+        self._recorded_any = False
+        self._last_inbox = 0.0
         self.store_failure: ErrorInfo | None = None
         self.ended = False
         """Set once the invocation wrote its last checkpoint (or lost its lease)."""
@@ -146,6 +155,7 @@ class Invocation:
     def record(self, event: Event) -> OpRecord | None:
         """Append a new event (durable at the next flush) and fold it into the state."""
         self._pending.append(event)
+        self._recorded_any = True
         return self.state.apply(event)
 
     def block(self, fiber: Fiber, op: Operation[Any], wake_at: float | None) -> None:
@@ -205,6 +215,10 @@ class Invocation:
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
+    def cancel_callback(self, callback_id: str) -> None:
+        """Refuse later answers to this callback (marked ``CANCELLED`` with the next commit)."""
+        self._cancelled.append(callback_id)
+
     def add_child(self, child: NewChild) -> None:
         """A child execution started now: created with the next commit."""
         self._new_children.append(child)
@@ -249,7 +263,7 @@ class Invocation:
 
         self._running += 1
         if durable_first:
-            self._launch.append(run)
+            self._launch.append((run, op, work))
         else:
             assert self._tg is not None
             self._tg.start_soon(run)
@@ -276,10 +290,23 @@ class Invocation:
                         execution_id=self.execution_id,
                         error=str(exc),
                     )
+                except Exception as exc:  # an engine bug or input it did not foresee
+                    self.logger.exception(
+                        "invocation failed unexpectedly", execution_id=self.execution_id
+                    )
+                    if not self.ended and self._finishing is None:
+                        await self._fail_safely(exc)
                 finally:
                     tg.cancel_scope.cancel()  # running step attempts end with the invocation
         finally:
             self._close_fibers()
+
+    async def _fail_safely(self, exc: Exception) -> None:
+        """Fail the execution with ``exc``; if even that cannot be written, it is retried."""
+        try:
+            await self._end(ExecutionStatus.FAILED, None, ErrorInfo.from_exception(exc))
+        except DurableError as store_exc:
+            self.store_failure = ErrorInfo(type="Runtime.StoreError", message=str(store_exc))
 
     async def _drive(self) -> None:
         if self.lease.taken_over:
@@ -293,8 +320,14 @@ class Invocation:
                     ),
                 )
             )
-        if self.state.finished is not None:  # finished by someone else meanwhile
-            await self._flush(release=True, wake_at=None)
+        if self.state.final is not None:
+            # The log says it ended but the row does not (its finishing commit was cut short
+            # after the events were written): finish the row from the log.
+            final = self.state.final
+            status = _STATUS_OF_FINAL[final.t]
+            self._finishing = Finish(status=status.value, result=final.result, error=final.error)
+            await self._flush(finish=self._finishing)
+            self.rt.on_finished(self.execution_id)
             return
         workflow = self.rt.workflows.get(self.row.workflow)
         if workflow is None:
@@ -305,8 +338,11 @@ class Invocation:
             )
             await self._flush(release=True, wake_at=self.now() + UNKNOWN_WORKFLOW_RETRY)
             return
+        if self.row.deadline is None and workflow.timeout is not None:
+            # started by a client that did not know the workflow's options
+            self.row.deadline = self.row.created_at + workflow.timeout
         if self.row.deadline is not None and self.now() >= self.row.deadline:
-            await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error(workflow))
+            await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error())
             return
         if any(r.kind in _INBOX_KINDS and not r.done for r in self.state.ops.values()):
             self._inbox_requested = True
@@ -334,7 +370,7 @@ class Invocation:
                 await self._collect_inbox()
             self._step_ready()
             if self.row.deadline is not None and self.now() >= self.row.deadline:
-                await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error(workflow))
+                await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error())
                 return
             if self._fatal is not None:
                 await self._end(ExecutionStatus.FAILED, None, ErrorInfo.from_exception(self._fatal))
@@ -347,7 +383,7 @@ class Invocation:
                 await self._flush()
                 launch, self._launch = self._launch, []
                 assert self._tg is not None
-                for run in launch:
+                for run, _, _ in launch:
                     self._tg.start_soon(run)
                 self._ready.extend(held for held in self._held if not held[0].cancelled)
                 self._held.clear()
@@ -355,18 +391,26 @@ class Invocation:
             if self._inbox_requested:
                 continue
             if self._running == 0 and not self._arrivals:
-                self.record(Event(t=EventType.INVOCATION_COMPLETED, ts=self.now()))
+                if self._recorded_any:  # a wake-up that changed nothing leaves no trace
+                    self.record(Event(t=EventType.INVOCATION_COMPLETED, ts=self.now()))
                 wake_at = self.now() if self._parked else self._next_wake()
                 await self._flush(release=True, wake_at=wake_at)
                 return
             if not self._arrivals:
                 self._arrived = anyio.Event()
-                await self.clock.wait(self._arrived, self._next_wake())
+                poll = self.rt.poll_interval if self._awaits_inbox() else math.inf
+                await self.clock.wait(self._arrived, self._next_wake(), poll)
+                if poll != math.inf and time.monotonic() - self._last_inbox >= poll:
+                    self._inbox_requested = True  # answers from other processes
             self._collect()
 
+    def _awaits_inbox(self) -> bool:
+        return any(op.kind in _INBOX_KINDS for op, _ in self._blocked.values())
+
     async def _collect_inbox(self) -> None:
-        """Record the callback answers and expiries waiting in the store."""
+        """Record the callback answers and expiries waiting in the store (durably)."""
         self._inbox_requested = False
+        self._last_inbox = time.monotonic()
         now = self.now()
         for row in await self.rt.store.collect_callbacks(self.lease, now=now):
             op_id = row.operation_id
@@ -401,6 +445,8 @@ class Invocation:
                 outcome = self._guard(fiber, functools.partial(op.resolve, self, fiber))
                 if outcome is not None:
                     self._held.append((fiber, outcome))
+        # recorded answers are read from the state by fibers not blocked yet: commit first
+        await self._flush()
 
     def _collect(self) -> None:
         """Turn finished work and due timers into outcomes (held until committed)."""
@@ -413,6 +459,8 @@ class Invocation:
             if outcome is not None:
                 outcomes.append((fiber, outcome))
         now = self.now()
+        if any(t is not None and t <= now for t in self.callback_deadlines.values()):
+            self._inbox_requested = True  # a callback expired, awaited or not
         for fiber, (op, wake_at) in list(self._blocked.items()):
             if wake_at is not None and wake_at <= now:
                 del self._blocked[fiber]
@@ -429,9 +477,13 @@ class Invocation:
             return None
         except DurableError as exc:
             return Raise(exc, self.now())
+        except Exception as exc:  # e.g. a retry_on predicate that raised: fail, never half-record
+            self._fatal = exc
+            return None
 
     def _next_wake(self) -> float | None:
         times = [t for _, t in self._blocked.values() if t is not None]
+        times += [t for t in self.callback_deadlines.values() if t is not None]
         if self.row.deadline is not None:
             times.append(self.row.deadline)
         return min(times) if times else None
@@ -475,10 +527,11 @@ class Invocation:
                     "one running it; inside a child context use the ctx it receives."
                 )
                 return
+            recorded = len(self._pending)
             outcome = self._guard(fiber, functools.partial(yielded.resolve, self, fiber))
             if outcome is None:
                 return
-            if self._hold:
+            if self._hold or len(self._pending) > recorded:  # durable before visible
                 self._hold = False
                 self._held.append((fiber, outcome))
                 return
@@ -541,11 +594,12 @@ class Invocation:
             return
         await self._end(ExecutionStatus.SUCCEEDED, data, None)
 
-    def _timeout_error(self, workflow: Workflow[Any]) -> ErrorInfo:
+    def _timeout_error(self) -> ErrorInfo:
+        assert self.row.deadline is not None
+        limit = self.row.deadline - self.row.created_at
         return ErrorInfo(
             type="Execution.TimedOut",
-            message=f"execution exceeded the {workflow.timeout:g} s timeout of workflow "
-            f"{workflow.name!r}",
+            message=f"execution exceeded the {limit:g} s timeout of workflow {self.row.workflow!r}",
         )
 
     async def _end(
@@ -560,14 +614,22 @@ class Invocation:
             ExecutionStatus.STOPPED: EventType.EXECUTION_STOPPED,
         }[status]
         self.record(Event(t=event_type, ts=now, result=result, error=error))
-        await self._flush(finish=Finish(status=status.value, result=result, error=error))
+        self._finishing = Finish(status=status.value, result=result, error=error)
+        await self._flush(finish=self._finishing)
         await self._stop_orphaned_children(now)
         self.rt.on_finished(self.execution_id)
 
     async def _flush(
         self, *, release: bool = False, wake_at: float | None = None, finish: Finish | None = None
     ) -> None:
-        if not (self._pending or self._new_callbacks or self._delivered or release or finish):
+        if not (
+            self._pending
+            or self._new_callbacks
+            or self._delivered
+            or self._cancelled
+            or release
+            or finish
+        ):
             # (children are only ever created together with their ChainedInvokeStarted)
             return
         events = [encode_event(event) for event in self._pending]
@@ -582,6 +644,7 @@ class Invocation:
             callbacks=self._new_callbacks,
             delivered=self._delivered,
             children=self._new_children,
+            cancelled=self._cancelled,
         )
         await self.rt.store.commit(checkpoint)
         self._next_seq += len(events)
@@ -589,15 +652,29 @@ class Invocation:
         self._new_callbacks = []
         self._delivered = []
         self._new_children = []
+        self._cancelled = []
         if release or finish is not None:
             self.ended = True
 
     async def release(self) -> None:
         """Give the execution back after this invocation was cut short.
 
-        Records why (``Runtime.Shutdown``, or ``Runtime.StoreError`` after the store refused
-        a checkpoint) and makes the execution due at once.
+        A finish that could not be written is written again. Otherwise records why it was cut
+        short (``Runtime.Shutdown``, or ``Runtime.StoreError`` after the store refused a
+        checkpoint) and makes the execution due at once. Starts of ``AT_MOST_ONCE`` attempts
+        that never ran are dropped, so they are not mistaken for interrupted ones.
         """
+        if self._finishing is not None:
+            await self._flush(finish=self._finishing)
+            self.rt.on_finished(self.execution_id)
+            return
+        unlaunched = {op.op_id for _, op, _ in self._launch}
+        for _, _, work in self._launch:
+            work.close()
+        self._launch.clear()
+        self._pending = [
+            e for e in self._pending if not (e.t == EventType.STEP_STARTED and e.id in unlaunched)
+        ]
         error = self.store_failure or ErrorInfo(
             type="Runtime.Shutdown", message="the worker shut down"
         )
@@ -612,13 +689,20 @@ class Invocation:
     def _close(self, fiber: Fiber) -> None:
         try:
             fiber.coro.close()
-        except RuntimeError as exc:  # awaited a durable call in a finally block
+        except Exception as exc:  # a finally block that awaited a durable call, or raised
             self.logger.warning(
                 "workflow coroutine did not close cleanly",
                 execution_id=self.execution_id,
                 error=str(exc),
             )
 
+
+_STATUS_OF_FINAL: dict[str, ExecutionStatus] = {
+    EventType.EXECUTION_SUCCEEDED: ExecutionStatus.SUCCEEDED,
+    EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
+    EventType.EXECUTION_STOPPED: ExecutionStatus.STOPPED,
+    EventType.EXECUTION_TIMED_OUT: ExecutionStatus.TIMED_OUT,
+}
 
 _INBOX_KINDS = ("Callback", "ChainedInvoke")
 """Operations whose outcome arrives through the callback inbox."""

@@ -58,3 +58,10 @@ class ReplayAwareLogger:
     def exception(self, event: str, **kw: Any) -> None:
         """Log at error level with the current exception unless replaying."""
         self._log("exception", event, kw)
+
+    def critical(self, event: str, **kw: Any) -> None:
+        """Log at critical level unless replaying."""
+        self._log("critical", event, kw)
+
+    warn = warning
+    msg = info

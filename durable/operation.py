@@ -64,6 +64,8 @@ class Operation(ABC, Generic[T]):
         of: Operation[Any] | None = None,
     ) -> None:
         """Create the operation; ``of`` reuses another operation's id (``cb.result()``)."""
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"an operation name must be a string, got {name!r}")
         self.ctx = ctx
         self.name = name
         self.sub_type = sub_type or self.default_sub_type

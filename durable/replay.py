@@ -159,7 +159,7 @@ def check_determinism(
 class ReplayState:
     """Per-operation records folded from a history, plus execution-level facts."""
 
-    __slots__ = ("finished", "input", "invocations", "ops", "started_ts")
+    __slots__ = ("final", "finished", "input", "invocations", "ops", "started_ts")
 
     def __init__(self) -> None:
         self.ops: dict[str, OpRecord] = {}
@@ -167,6 +167,8 @@ class ReplayState:
         self.started_ts = 0.0
         self.input: bytes | None = None
         self.finished: str | None = None
+        self.final: Event | None = None
+        """The ``Execution*`` event that ended the execution, if any."""
 
     @classmethod
     def from_events(cls, events: list[Event]) -> ReplayState:
@@ -244,3 +246,4 @@ class ReplayState:
             EventType.EXECUTION_TIMED_OUT,
         ):
             self.finished = event.t
+            self.final = event

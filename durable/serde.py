@@ -87,7 +87,7 @@ class Serde:
         """
         try:
             data = self._encoder.encode(value)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise SerializationError(
                 f"{what} cannot be serialized: {exc} (got {type(value).__name__}; use "
                 "JSON-like values, dataclasses or msgspec Structs)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +101,12 @@ def decide(record: OpRecord | None, semantics: StepSemantics, now: float) -> Dec
             return Interrupted(record.attempt)
         return Run(record.attempt, record_start=False)
     raise AssertionError(f"step {record.id} decided while its attempt is running")
+
+
+def _cancelled_by_us() -> bool:
+    """Whether the running task was asked to cancel (by anyio), not just handed an error."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _function_name(fn: Callable[..., Any]) -> str | None:
@@ -224,6 +231,11 @@ class StepOp(Operation[T]):
         except StepTimeoutError as exc:
             return attempt, False, StepTimeoutError(f"{self.label} attempt {attempt}: {exc}")
         except Exception as exc:
+            return attempt, False, exc
+        except anyio.get_cancelled_exc_class() as exc:
+            if _cancelled_by_us():
+                raise
+            # the body raised CancelledError on its own (some clients do): a plain failure
             return attempt, False, exc
         return attempt, True, value
 

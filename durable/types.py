@@ -51,6 +51,9 @@ def _user_frames(exc: BaseException) -> list[str]:
 Duration = timedelta | float | int
 """A duration given as a :class:`~datetime.timedelta` or as seconds."""
 
+MAX_DURATION = 100 * 365.25 * 86_400
+"""Longest duration accepted anywhere (timestamps past it stop being printable)."""
+
 
 def to_seconds(value: Duration, *, what: str, allow_zero: bool = False) -> float:
     """Convert a duration to seconds, refusing negative (and, by default, zero) values.
@@ -67,6 +70,8 @@ def to_seconds(value: Duration, *, what: str, allow_zero: bool = False) -> float
         raise TypeError(f"{what} must be a timedelta or a number of seconds, not {value!r}")
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds:
         raise ValueError(f"{what} must be greater than zero, got {value!r}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{what} must be at most 100 years, got {value!r}")
     return seconds
 
 
@@ -153,8 +158,17 @@ class RetryPolicy:
     retry_on: RetryOn = (Exception,)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts!r}")
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"RetryPolicy.max_attempts must be an int >= 1, got {attempts!r}")
+        object.__setattr__(self, "jitter", Jitter(self.jitter))
+        retry_on = self.retry_on
+        if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+            object.__setattr__(self, "retry_on", (retry_on,))  # a single type, as a tuple
+        elif isinstance(retry_on, tuple):
+            for item in retry_on:
+                if not (isinstance(item, type) and issubclass(item, BaseException)):
+                    raise TypeError(f"RetryPolicy.retry_on must hold exception types, got {item!r}")
         to_seconds(self.initial_delay, what="RetryPolicy.initial_delay", allow_zero=True)
         to_seconds(self.max_delay, what="RetryPolicy.max_delay", allow_zero=True)
         if self.backoff_rate < 1:

@@ -16,16 +16,29 @@ from durable.stores.base import ExecutionRow, Lease
 __all__ = ["Worker", "make_owner_id", "owner_is_dead_here"]
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (containers on one host have different ones)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
 def make_owner_id() -> str:
-    """``host:pid:random``: unique per engine, and tells a same-host restart who is dead."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """``host:pidns:pid:random``: unique per engine, and tells a restart on the same host
+    (and PID namespace) which owners are dead processes."""
+    host = socket.gethostname().replace(":", "_")
+    return f"{host}:{_pid_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def owner_is_dead_here(owner: str) -> bool:
-    """True when ``owner`` names a process on this host that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    """True when ``owner`` names a process of this host and PID namespace that is gone."""
+    parts = owner.split(":")
+    if len(parts) != 4:
+        return False
+    host, namespace, pid_text, _ = parts
+    here = socket.gethostname().replace(":", "_")
+    if host != here or namespace != _pid_namespace() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
@@ -134,12 +147,16 @@ class Worker:
             self._nudge = anyio.Event()
             try:
                 await self._release_orphans()
-                next_wake = await store.next_wake_at(rt.owner)
+                next_wake = await store.next_wake_at(rt.owner, workflows=list(rt.workflows))
                 now = clock.now()
                 free = self.concurrency - len(self.active)
                 if next_wake is not None and next_wake <= now and free > 0:
                     leases = await store.claim(
-                        owner=rt.owner, now=now, lease_expires=now + rt.lease_time, limit=free
+                        owner=rt.owner,
+                        now=now,
+                        lease_expires=now + rt.lease_time,
+                        limit=free,
+                        workflows=list(rt.workflows),
                     )
                     for lease in leases:
                         self._spawn(lease, None, None)
@@ -219,3 +236,6 @@ class Worker:
                 continue
             for execution_id in lost:
                 rt.logger.warning("lease lost", execution_id=execution_id)
+                invocation = self.active.get(execution_id)
+                if invocation is not None:
+                    invocation.abandon()  # another worker owns it: stop running its steps

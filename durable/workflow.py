@@ -101,5 +101,8 @@ def new_execution(
         parent_id=parent_id,
         parent_callback_id=parent_callback_id,
     )
-    started = Event(t=EventType.EXECUTION_STARTED, ts=now, id=execution_id, name=name, input=data)
+    # AWS names the event after the execution (the id users choose), as DESIGN.md shows
+    started = Event(
+        t=EventType.EXECUTION_STARTED, ts=now, id=execution_id, name=execution_id, input=data
+    )
     return row, [encode_event(started)]

@@ -15,7 +15,9 @@ from durable.types import ErrorInfo, ExecutionStatus
 
 __all__ = [
     "ANSWERS",
+    "OPERATION_ENDED",
     "check_answer",
+    "check_cancelled",
     "check_children",
     "check_delivered",
     "child_answer",
@@ -24,11 +26,27 @@ __all__ = [
     "new_row",
     "not_found",
     "not_pending",
+    "operation_ended",
     "timed_out",
 ]
 
 ANSWERS = (CallbackStatus.SUCCEEDED, CallbackStatus.FAILED)
 """The statuses an outside system may complete a callback with."""
+
+OPERATION_ENDED = "Callback.Cancelled"
+"""``error.type`` of a callback a checkpoint cancelled (its operation ended without it).
+
+A callback cancelled because its execution ended keeps ``error = None``; the two causes are
+told apart by this error, which both stores store alike.
+"""
+
+
+def operation_ended(operation_id: str) -> ErrorInfo:
+    """The error stored on a callback a checkpoint cancelled (``Checkpoint.cancelled``)."""
+    return ErrorInfo(
+        type=OPERATION_ENDED,
+        message=f"operation {operation_id!r}, which was waiting for this callback, has ended",
+    )
 
 
 def check_answer(status: str) -> None:
@@ -94,6 +112,27 @@ def check_delivered(
             )
         if status == CallbackStatus.PENDING:
             raise ValueError(f"cannot mark callback {callback_id!r} delivered: it is still PENDING")
+
+
+def check_cancelled(execution_id: str, ids: Iterable[str], owners: dict[str, str]) -> None:
+    """Refuse to cancel a callback that is unknown or belongs to another execution.
+
+    ``owners`` maps each stored id among ``ids`` (and the ids the same checkpoint creates)
+    to the execution that owns it. Its status does not matter here: one that is no longer
+    pending is left as it is.
+
+    Raises:
+        ValueError: naming the id (the checkpoint writes nothing).
+    """
+    for callback_id in ids:
+        owner = owners.get(callback_id)
+        if owner is None:
+            raise ValueError(f"cannot cancel callback {callback_id!r}: no such callback")
+        if owner != execution_id:
+            raise ValueError(
+                f"cannot cancel callback {callback_id!r} for execution {execution_id!r}: "
+                f"it belongs to execution {owner!r}"
+            )
 
 
 def check_children(
@@ -178,7 +217,13 @@ def not_found(callback_id: str) -> CallbackNotFoundError:
 def not_pending(row: CallbackRow) -> CallbackAlreadyCompletedError:
     """The error for a callback that is no longer ``PENDING``."""
     callback_id, status = row.callback_id, row.status
-    if status == CallbackStatus.CANCELLED:
+    ended_operation = row.error is not None and row.error.type == OPERATION_ENDED
+    if status == CallbackStatus.CANCELLED and ended_operation:
+        why = (
+            f"it was cancelled because operation {row.operation_id!r}, which was waiting for "
+            "it, has ended"
+        )
+    elif status == CallbackStatus.CANCELLED:
         why = f"it was cancelled because execution {row.execution_id!r} has ended"
     elif status == CallbackStatus.TIMED_OUT:
         why = "it already timed out"

@@ -15,7 +15,7 @@ migration transaction half-way.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +25,7 @@ import msgspec
 
 from durable.errors import ExecutionNotFoundError, LeaseLostError, StoreError
 from durable.stores import _callbacks as cb
+from durable.stores._filters import workflow_filter
 from durable.stores.base import (
     CallbackRow,
     CallbackStatus,
@@ -158,6 +159,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """
         CREATE INDEX executions_expires_at ON executions (ended_at + retention)
         WHERE status != 'RUNNING' AND retention IS NOT NULL
+        """,
+    ),
+    (
+        # What a worker that runs only some workflows claims and sleeps until: one seek per
+        # workflow, walked in wake_at order. Filtering the wake_at index instead walks every
+        # other workflow's active rows, and workflow IN (...) makes SQLite pick
+        # executions_workflow (every execution ever, finished ones included) and sort.
+        """
+        CREATE INDEX executions_workflow_wake_at ON executions (workflow, wake_at)
+        WHERE wake_at IS NOT NULL
         """,
     ),
 )
@@ -355,14 +366,35 @@ def list_rows(conn: sqlite3.Connection, query: ListQuery) -> list[ExecutionRow]:
     return [_to_row(found) for found in conn.execute(sql, params)]
 
 
-def next_wake_at(conn: sqlite3.Connection, exclude_owner: str | None) -> float | None:
-    """The smallest ``wake_at`` of rows not leased by ``exclude_owner``, or ``None``."""
-    found = conn.execute(
-        "SELECT wake_at FROM executions WHERE wake_at IS NOT NULL"
-        " AND (lease_owner IS NULL OR lease_owner != ?) ORDER BY wake_at LIMIT 1",
-        (exclude_owner or "",),
-    ).fetchone()
-    return None if found is None else float(found[0])
+_NEXT_WAKE_AT = (
+    "SELECT wake_at FROM executions WHERE wake_at IS NOT NULL"
+    " AND (lease_owner IS NULL OR lease_owner != ?) ORDER BY wake_at LIMIT 1"
+)
+_NEXT_WAKE_AT_OF = (
+    "SELECT wake_at FROM executions WHERE workflow = ? AND wake_at IS NOT NULL"
+    " AND (lease_owner IS NULL OR lease_owner != ?) ORDER BY wake_at LIMIT 1"
+)
+
+
+def next_wake_at(
+    conn: sqlite3.Connection, exclude_owner: str | None, workflows: Sequence[str] | None
+) -> float | None:
+    """The smallest ``wake_at`` of rows not leased by ``exclude_owner``, or ``None``.
+
+    With ``workflows``, the earliest of one query per workflow, each a seek on
+    ``executions_workflow_wake_at``; ``None`` for an empty list.
+    """
+    names = workflow_filter(workflows)
+    owner = exclude_owner or ""
+    if names is None:
+        found = conn.execute(_NEXT_WAKE_AT, (owner,)).fetchone()
+        return None if found is None else float(found[0])
+    times = [
+        float(found[0])
+        for name in names
+        if (found := conn.execute(_NEXT_WAKE_AT_OF, (name, owner)).fetchone()) is not None
+    ]
+    return min(times, default=None)
 
 
 def lease_owners(conn: sqlite3.Connection) -> list[str]:
@@ -422,6 +454,8 @@ def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
         _insert_children(conn, execution_id, cp.children)
     if cp.delivered:
         _mark_delivered(conn, execution_id, cp.delivered)
+    if cp.cancelled:
+        _cancel_for_operations(conn, execution_id, cp.cancelled, cp.now)
     conn.executemany(
         _INSERT_EVENTS,
         [(execution_id, seq, data) for seq, data in enumerate(cp.events, cp.first_seq)],
@@ -447,16 +481,43 @@ def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
         conn.execute(_APPEND, (*head, execution_id))
 
 
+_DUE = (
+    "SELECT wake_at, rowid, execution_id, lease_owner, lease_epoch FROM executions"
+    " WHERE wake_at <= ? AND (lease_owner IS NULL OR (lease_expires <= ? AND lease_owner != ?))"
+    " ORDER BY wake_at LIMIT ?"
+)
+_DUE_OF = (
+    "SELECT wake_at, rowid, execution_id, lease_owner, lease_epoch FROM executions"
+    " WHERE workflow = ? AND wake_at <= ?"
+    " AND (lease_owner IS NULL OR (lease_expires <= ? AND lease_owner != ?))"
+    " ORDER BY wake_at LIMIT ?"
+)
+
+
 def claim(
-    conn: sqlite3.Connection, owner: str, now: float, lease_expires: float, limit: int
+    conn: sqlite3.Connection,
+    owner: str,
+    now: float,
+    lease_expires: float,
+    limit: int,
+    workflows: Sequence[str] | None,
 ) -> list[Lease]:
-    """Lease due rows with free leases, earliest ``wake_at`` first."""
-    due = conn.execute(
-        "SELECT execution_id, lease_owner, lease_epoch FROM executions"
-        " WHERE wake_at <= ? AND (lease_owner IS NULL OR (lease_expires <= ? AND lease_owner != ?))"
-        " ORDER BY wake_at LIMIT ?",
-        (now, now, owner, max(limit, 0)),
-    ).fetchall()
+    """Lease due rows with free leases, earliest ``wake_at`` first (insert order on ties).
+
+    With ``workflows``, the first ``limit`` due rows of each workflow (one seek each on
+    ``executions_workflow_wake_at``, no IN list, so no limit on bound variables) are merged
+    and the earliest ``limit`` of them claimed; none for an empty list.
+    """
+    names = workflow_filter(workflows)
+    limit = max(limit, 0)
+    if names is None:
+        found = conn.execute(_DUE, (now, now, owner, limit)).fetchall()
+    else:
+        found = [
+            row for name in names for row in conn.execute(_DUE_OF, (name, now, now, owner, limit))
+        ]
+        found = sorted(found, key=lambda row: (row[0], row[1]))[:limit]
+    due = [(eid, previous, epoch) for _, _, eid, previous, epoch in found]
     conn.executemany(
         "UPDATE executions SET lease_owner = ?, lease_epoch = ?, lease_expires = ?, wake_at = ?"
         " WHERE execution_id = ?",
@@ -614,6 +675,40 @@ def _release_wake_at(
     if waiting is None:
         return wake_at
     return now if wake_at is None else min(wake_at, now)
+
+
+def _cancel_for_operations(
+    conn: sqlite3.Connection, execution_id: str, ids: list[str], now: float
+) -> None:
+    """Cancel the pending callbacks among ``ids`` whose operations ended without them.
+
+    Each operation's end is in the same checkpoint's events, so there is nothing left to
+    deliver: they are marked delivered and do not wake the execution on release.
+    """
+    found: dict[str, tuple[str, str]] = {}  # id -> (execution_id, operation_id)
+    for callback_id in dict.fromkeys(ids):  # one primary-key probe per id, as for delivered
+        stored = conn.execute(
+            "SELECT execution_id, operation_id FROM callbacks WHERE callback_id = ?",
+            (callback_id,),
+        ).fetchone()
+        if stored is not None:
+            found[callback_id] = (stored[0], stored[1])
+    cb.check_cancelled(execution_id, ids, {i: owner for i, (owner, _) in found.items()})
+    params = [
+        (
+            CallbackStatus.CANCELLED,
+            _encode_error(cb.operation_ended(operation_id)),
+            now,
+            callback_id,
+            CallbackStatus.PENDING,
+        )
+        for callback_id, (_, operation_id) in found.items()
+    ]
+    conn.executemany(
+        "UPDATE callbacks SET status = ?, error = ?, completed_at = ?, delivered = 1"
+        " WHERE callback_id = ? AND status = ?",
+        params,
+    )
 
 
 def _cancel_callbacks(conn: sqlite3.Connection, execution_id: str, now: float) -> None:

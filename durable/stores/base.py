@@ -15,6 +15,7 @@ outside event can move it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -169,6 +170,9 @@ class Checkpoint:
         callbacks: callbacks created by this checkpoint (inserted ``PENDING``).
         delivered: ids of callbacks whose outcome events this checkpoint records.
         children: child executions created by this checkpoint (after its callbacks).
+        cancelled: ids of this execution's callbacks to mark ``CANCELLED`` if still
+            ``PENDING`` (a ``wait_for_callback`` that ended without its answer); later
+            answers are then refused with ``CallbackAlreadyCompletedError``.
 
     When ``finish`` ends an execution that has a ``parent_callback_id``, the same
     transaction answers that callback if it is still ``PENDING``: ``SUCCEEDED`` with the
@@ -192,6 +196,7 @@ class Checkpoint:
     callbacks: list[NewCallback] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
     children: list[NewChild] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,14 +258,21 @@ class Store(Protocol):
         ...
 
     async def claim(
-        self, *, owner: str, now: float, lease_expires: float, limit: int
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_expires: float,
+        limit: int,
+        workflows: Sequence[str] | None = None,
     ) -> list[Lease]:
         """Lease up to ``limit`` executions whose ``wake_at <= now`` and whose lease is free.
 
         A lease is free when it has no owner, or its expiry is ``<= now`` and its owner is not
         ``owner`` (a worker never steals from itself what it is still running). Claiming bumps the
         epoch, sets owner and expiry, and sets ``wake_at = lease_expires``. Earliest
-        ``wake_at`` first.
+        ``wake_at`` first. With ``workflows``, only executions of those workflows (a worker
+        claims only what it can run).
         """
         ...
 
@@ -276,8 +288,11 @@ class Store(Protocol):
         """
         ...
 
-    async def next_wake_at(self, exclude_owner: str | None = None) -> float | None:
-        """The smallest ``wake_at`` of executions not leased by ``exclude_owner``, or ``None``."""
+    async def next_wake_at(
+        self, exclude_owner: str | None = None, workflows: Sequence[str] | None = None
+    ) -> float | None:
+        """The smallest ``wake_at`` of executions not leased by ``exclude_owner`` (and, with
+        ``workflows``, of those workflows only), or ``None``."""
         ...
 
     async def lease_owners(self) -> list[str]:

@@ -8,10 +8,12 @@ and out: a caller cannot change stored state by mutating what it passed or got b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from durable.errors import ExecutionNotFoundError, LeaseLostError, StoreError
 from durable.stores import _callbacks as cb
+from durable.stores._filters import workflow_filter
 from durable.stores.base import (
     CallbackRow,
     CallbackStatus,
@@ -151,6 +153,13 @@ class MemoryStore:
                 if i in self._callbacks
             },
         )
+        cancelled = list(dict.fromkeys(cp.cancelled))
+        if cancelled:
+            owners = {c.callback_id: execution_id for c in cp.callbacks}
+            for callback_id in cancelled:
+                if callback_id not in owners and callback_id in self._callbacks:
+                    owners[callback_id] = self._callbacks[callback_id].execution_id
+            cb.check_cancelled(execution_id, cancelled, owners)
         for new in cp.callbacks:
             self._callbacks[new.callback_id] = cb.new_row(execution_id, new)
             self._callbacks_of.setdefault(execution_id, []).append(new.callback_id)
@@ -160,6 +169,8 @@ class MemoryStore:
                 self._events[child.row.execution_id] = list(child.events)
         for callback_id in delivered:
             self._callbacks[callback_id].delivered = True
+        for callback_id in cancelled:
+            self._cancel_for_operation(self._callbacks[callback_id], cp.now)
         self._events[execution_id].extend(cp.events)
         row.next_seq += len(cp.events)
         row.updated_at = cp.now
@@ -181,14 +192,26 @@ class MemoryStore:
             row.lease_expires = row.wake_at = cp.lease_expires
 
     async def claim(
-        self, *, owner: str, now: float, lease_expires: float, limit: int
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_expires: float,
+        limit: int,
+        workflows: Sequence[str] | None = None,
     ) -> list[Lease]:
-        """Lease up to ``limit`` due executions with free leases, earliest ``wake_at`` first."""
+        """Lease up to ``limit`` due executions with free leases, earliest ``wake_at`` first.
+
+        With ``workflows``, only executions of those workflows (none for an empty list).
+        """
         self._check_open()
+        names = workflow_filter(workflows)
+        allowed = None if names is None else set(names)
         due = [
             row
             for row in self._rows.values()
-            if row.wake_at is not None
+            if (allowed is None or row.workflow in allowed)
+            and row.wake_at is not None
             and row.wake_at <= now
             and (
                 row.lease_owner is None
@@ -246,14 +269,22 @@ class MemoryStore:
             row.wake_at = self._release_wake_at(row.execution_id, wake_at, now)
             row.updated_at = now
 
-    async def next_wake_at(self, exclude_owner: str | None = None) -> float | None:
-        """The smallest ``wake_at`` of rows not leased by ``exclude_owner``, or ``None``."""
+    async def next_wake_at(
+        self, exclude_owner: str | None = None, workflows: Sequence[str] | None = None
+    ) -> float | None:
+        """The smallest ``wake_at`` of rows not leased by ``exclude_owner``, or ``None``.
+
+        With ``workflows``, of executions of those workflows only (none for an empty list).
+        """
         self._check_open()
+        names = workflow_filter(workflows)
+        allowed = None if names is None else set(names)
         return min(
             (
                 r.wake_at
                 for r in self._rows.values()
                 if r.wake_at is not None
+                and (allowed is None or r.workflow in allowed)
                 and (r.lease_owner is None or r.lease_owner != exclude_owner)
             ),
             default=None,
@@ -300,6 +331,19 @@ class MemoryStore:
             if callback.status == CallbackStatus.PENDING:
                 callback.status = CallbackStatus.CANCELLED
                 callback.completed_at = now
+
+    @staticmethod
+    def _cancel_for_operation(callback: CallbackRow, now: float) -> None:
+        """Cancel a pending callback whose operation ended without it (``cp.cancelled``).
+
+        Its operation's end is in the same checkpoint's events, so there is nothing left
+        to deliver: it is marked delivered and does not wake the execution on release.
+        """
+        if callback.status == CallbackStatus.PENDING:
+            callback.status = CallbackStatus.CANCELLED
+            callback.error = cb.operation_ended(callback.operation_id)
+            callback.completed_at = now
+            callback.delivered = True
 
     def _answer_parent(
         self,

@@ -24,7 +24,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -33,6 +33,7 @@ import aiosqlite
 from durable.errors import StoreError
 from durable.stores import _callbacks as cb
 from durable.stores import _sqlite_schema as sql
+from durable.stores._filters import workflow_filter
 from durable.stores.base import CallbackRow, Checkpoint, ExecutionRow, Lease, ListQuery
 from durable.types import ErrorInfo
 
@@ -316,10 +317,22 @@ class SQLiteStore:
         await self._write(lambda conn: sql.commit(conn, checkpoint))
 
     async def claim(
-        self, *, owner: str, now: float, lease_expires: float, limit: int
+        self,
+        *,
+        owner: str,
+        now: float,
+        lease_expires: float,
+        limit: int,
+        workflows: Sequence[str] | None = None,
     ) -> list[Lease]:
-        """Lease up to ``limit`` due executions with free leases, earliest ``wake_at`` first."""
-        return await self._write(lambda conn: sql.claim(conn, owner, now, lease_expires, limit))
+        """Lease up to ``limit`` due executions with free leases, earliest ``wake_at`` first.
+
+        With ``workflows``, only executions of those workflows (none for an empty list).
+        """
+        names = workflow_filter(workflows)
+        return await self._write(
+            lambda conn: sql.claim(conn, owner, now, lease_expires, limit, names)
+        )
 
     async def renew(self, leases: list[Lease], *, lease_expires: float) -> list[str]:
         """Extend these leases and their ``wake_at``; returns the ids no longer held."""
@@ -330,9 +343,15 @@ class SQLiteStore:
         """Drop ``lease`` and set ``wake_at``; ignored when the lease is not held."""
         await self._write(lambda conn: sql.release(conn, lease, wake_at, now))
 
-    async def next_wake_at(self, exclude_owner: str | None = None) -> float | None:
-        """The smallest ``wake_at`` of rows not leased by ``exclude_owner``, or ``None``."""
-        return await self._read(lambda conn: sql.next_wake_at(conn, exclude_owner))
+    async def next_wake_at(
+        self, exclude_owner: str | None = None, workflows: Sequence[str] | None = None
+    ) -> float | None:
+        """The smallest ``wake_at`` of rows not leased by ``exclude_owner``, or ``None``.
+
+        With ``workflows``, of executions of those workflows only (none for an empty list).
+        """
+        names = workflow_filter(workflows)
+        return await self._read(lambda conn: sql.next_wake_at(conn, exclude_owner, names))
 
     async def lease_owners(self) -> list[str]:
         """Distinct owners holding leases (expired or not), sorted."""

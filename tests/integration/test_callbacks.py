@@ -181,7 +181,7 @@ async def test_heartbeats_push_the_deadline_and_record_nothing(make_engine: Engi
         assert await handle.status() is ExecutionStatus.RUNNING  # 150 s in, alive
         history = await engine.history(handle.execution_id)
         assert len([e for e in history if e.event_type.startswith("Callback")]) == 1
-        assert len(history) >= before
+        assert len(history) == before  # heartbeats (and the wake-ups they cause) record nothing
         clock.advance(61)
         assert await handle.result() == "Callback.Heartbeat"
 

@@ -361,7 +361,7 @@ async def test_a_version_1_database_is_migrated_in_place_and_keeps_its_data(
         await store.complete_callback("cb", status=SUCCEEDED, result=b"\x01", error=None, now=5.0)
     finally:
         await store.close()
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 5
     assert pragma(path, "application_id") == APPLICATION_ID
 
     await store.open()  # reopening a migrated file migrates nothing and keeps the callback
@@ -420,7 +420,7 @@ async def test_a_version_2_database_is_migrated_in_place_and_keeps_its_data(
         await store.commit(Checkpoint(kid, 2, [b"k2"], now=5.0, finish=done))
     finally:
         await store.close()
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 5
 
     await store.open()  # reopening migrates nothing and keeps what was written
     try:
@@ -683,7 +683,7 @@ async def test_a_version_3_database_is_migrated_in_place_and_purges(tmp_path: Pa
         assert await store.get_callback("cb-run") is not None
     finally:
         await store.close()
-    assert pragma(path, "user_version") == SCHEMA_VERSION == 4
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 5
     assert table_counts(path) == {"executions": 2, "events": 2, "callbacks": 1}
 
     await store.open()  # reopening migrates nothing and keeps what is left
@@ -775,3 +775,84 @@ async def test_a_failed_purge_deletes_nothing_and_fails_only_itself(
     assert loaded[1] == [b"start", b"end"]
     monkeypatch.undo()
     assert await store.purge(finished_before=10.0) == ["x0000"]
+
+
+# --- workflow filters and cancelled callbacks -------------------------------------------------
+
+
+async def test_filtered_claim_and_timer_queries_seek_per_workflow(store: SQLiteStore) -> None:
+    assert store._reader is not None
+    for query, params, index in (
+        (schema._DUE_OF, ("wf", 1.0, 1.0, OWNER, 5), "executions_workflow_wake_at"),
+        (schema._NEXT_WAKE_AT_OF, ("wf", OWNER), "executions_workflow_wake_at"),
+        (schema._DUE, (1.0, 1.0, OWNER, 5), "executions_wake_at"),
+        (schema._NEXT_WAKE_AT, (OWNER,), "executions_wake_at"),
+    ):
+        cursor = await store._reader.execute(f"EXPLAIN QUERY PLAN {query}", params)
+        plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+        await cursor.close()
+        assert f"SEARCH executions USING INDEX {index} " in plan, plan
+        assert "TEMP B-TREE" not in plan, plan  # walked in wake_at order, never sorted
+
+
+async def test_a_long_workflow_list_binds_no_in_list(store: SQLiteStore) -> None:
+    await store.create_execution(make_row("a", wake_at=5.0), [])
+    names = [f"other-{i}" for i in range(40_000)] + ["wf"]  # beyond any bound-variable limit
+    assert await store.next_wake_at(workflows=names) == 5.0
+    [lease] = await store.claim(owner=OWNER, now=5.0, lease_expires=9.0, limit=3, workflows=names)
+    assert lease == Lease("a", OWNER, 1)
+
+
+async def test_a_version_4_database_gets_the_workflow_wake_at_index(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for statement in (stmt for script in MIGRATIONS[:4] for stmt in script):  # version 4
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 4")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.executemany(
+            "INSERT INTO executions (execution_id, workflow, status, input, created_at,"
+            " updated_at, seed, wake_at) VALUES (?, ?, 'RUNNING', x'90', 1.0, 1.0, 7, ?)",
+            [("a", "x", 3.0), ("b", "y", 2.0)],
+        )
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert await store.next_wake_at(workflows=["x"]) == 3.0
+        [lease] = await store.claim(
+            owner=OWNER, now=5.0, lease_expires=9.0, limit=5, workflows=["x"]
+        )
+        assert lease == Lease("a", OWNER, 1)
+    finally:
+        await store.close()
+    assert pragma(path, "user_version") == SCHEMA_VERSION == 5
+    with closing(sqlite3.connect(path)) as conn:
+        names = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert "executions_workflow_wake_at" in names
+
+
+async def test_a_refused_cancellation_fails_only_its_own_checkpoint(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 3)
+    for lease in leases:
+        news = [NewCallback(f"{lease.execution_id}-cb", "op", 1.0)]
+        await store.commit(Checkpoint(lease, 2, [b"a"], now=1.0, callbacks=news))
+    batches_before = store._batches
+    outcomes = await asyncio.gather(
+        store.commit(Checkpoint(leases[0], 3, [b"b"], now=2.0, cancelled=["x0000-cb"])),
+        store.commit(Checkpoint(leases[1], 3, [b"b"], now=2.0, cancelled=["x0001-cb", "x0002-cb"])),
+        store.commit(Checkpoint(leases[2], 3, [b"b"], now=2.0, cancelled=["x0002-cb"])),
+        return_exceptions=True,
+    )
+    assert store._batches - batches_before == 1
+    assert [type(o) for o in outcomes] == [type(None), ValueError, type(None)]
+    for execution_id, status, count in (
+        ("x0000", CallbackStatus.CANCELLED, 3),
+        ("x0001", CallbackStatus.PENDING, 2),
+        ("x0002", CallbackStatus.CANCELLED, 3),
+    ):
+        found = await store.get_callback(f"{execution_id}-cb")
+        assert found is not None
+        assert found.status == status
+        row = await store.get_execution(execution_id)
+        assert row is not None
+        assert row.next_seq == count

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from pathlib import Path
 
@@ -262,6 +262,57 @@ async def test_claim_takes_due_free_rows_earliest_first(store: Store) -> None:
     assert await store.claim(owner="w2", now=200.0, lease_expires=230.0, limit=0) == []
 
 
+async def test_claim_with_workflows_takes_only_theirs_in_order(store: Store) -> None:
+    for execution_id, workflow, wake in (
+        ("x-late", "x", 60.0),
+        ("z-first", "z", 10.0),
+        ("y-mid", "y", 40.0),
+        ("x-early", "x", 20.0),
+        ("y-tie", "y", 60.0),  # same wake_at as x-late, created after it
+        ("x-future", "x", 101.0),
+    ):
+        await store.create_execution(make_row(execution_id, workflow=workflow, wake_at=wake), [])
+    await store.create_execution(make_row("x-idle", workflow="x"), [])
+    await store.create_execution(
+        make_row("x-held", workflow="x", wake_at=5.0, lease_owner="w0", lease_expires=150.0), []
+    )
+
+    claim = store.claim
+    assert await claim(owner=OWNER, now=100.0, lease_expires=900.0, limit=5, workflows=[]) == []
+    assert await claim(owner=OWNER, now=100.0, lease_expires=900.0, limit=5, workflows=["?"]) == []
+    assert await claim(owner=OWNER, now=100.0, lease_expires=900.0, limit=0, workflows=["x"]) == []
+    leases = await claim(owner=OWNER, now=100.0, lease_expires=900.0, limit=2, workflows=["y", "x"])
+    assert leases == [Lease("x-early", OWNER, 1), Lease("y-mid", OWNER, 1)]
+    leases = await claim(
+        owner=OWNER, now=100.0, lease_expires=900.0, limit=10, workflows=("x", "y", "x")
+    )
+    assert [lease.execution_id for lease in leases] == ["x-late", "y-tie"]
+    row = await store.get_execution("y-tie")
+    assert row is not None
+    assert (row.lease_owner, row.lease_epoch, row.lease_expires, row.wake_at) == (
+        OWNER, 1, 900.0, 900.0
+    )  # fmt: skip
+    z = await store.get_execution("z-first")
+    assert z is not None
+    assert (z.lease_owner, z.wake_at) == (None, 10.0)  # another workflow's row is left alone
+    leases = await claim(owner="w2", now=150.0, lease_expires=180.0, limit=10, workflows=["x"])
+    assert leases == [
+        Lease("x-held", "w2", 1, taken_over=True),  # an expired lease is taken over as usual
+        Lease("x-future", "w2", 1),
+    ]
+    [rest] = await claim(owner="w2", now=150.0, lease_expires=180.0, limit=10)
+    assert rest.execution_id == "z-first"
+
+
+async def test_workflows_must_be_a_sequence_of_names(store: Store) -> None:
+    await store.create_execution(make_row("a", workflow="x", wake_at=1.0), [])
+    with pytest.raises(TypeError, match="not the string 'x'"):
+        await store.claim(owner=OWNER, now=1.0, lease_expires=2.0, limit=1, workflows="x")
+    with pytest.raises(TypeError, match="not the string 'x'"):
+        await store.next_wake_at(workflows="x")
+    assert await wake_at(store, "a") == 1.0
+
+
 async def test_claim_of_expired_lease_takes_over_and_fences_the_old_owner(store: Store) -> None:
     old = await leased(store, "a")
     assert await store.claim(owner="w2", now=129.0, lease_expires=160.0, limit=5) == []
@@ -319,6 +370,26 @@ async def test_next_wake_at(store: Store) -> None:
     assert await store.next_wake_at() == 200.5
     await store.claim(owner=OWNER, now=250.0, lease_expires=280.0, limit=1)
     assert await store.next_wake_at() == 280.0
+
+
+async def test_next_wake_at_with_workflows(store: Store) -> None:
+    assert await store.next_wake_at(workflows=["x"]) is None
+    await store.create_execution(make_row("x-idle", workflow="x"), [])
+    await store.create_execution(make_row("x-a", workflow="x", wake_at=300.0), [])
+    await store.create_execution(make_row("y-a", workflow="y", wake_at=200.0), [])
+    await store.create_execution(make_row("z-a", workflow="z", wake_at=50.0), [])
+    await store.create_execution(
+        make_row("x-mine", workflow="x", wake_at=100.0, lease_owner=OWNER, lease_expires=100.0),
+        [],
+    )
+    assert await store.next_wake_at() == 50.0
+    assert await store.next_wake_at(workflows=["x"]) == 100.0
+    assert await store.next_wake_at(OWNER, ["x"]) == 300.0
+    assert await store.next_wake_at(OWNER, ["x", "y"]) == 200.0
+    assert await store.next_wake_at("other", ("y", "x", "y")) == 100.0
+    assert await store.next_wake_at(OWNER, ["z", "x"]) == 50.0
+    assert await store.next_wake_at(workflows=[]) is None
+    assert await store.next_wake_at(OWNER, workflows=["nope"]) is None
 
 
 async def test_lease_owners_and_expire_leases(store: Store) -> None:
@@ -536,6 +607,148 @@ async def test_finish_cancels_pending_callbacks(store: Store) -> None:
     assert "execution 'a' has ended" in str(caught.value)
     with pytest.raises(CallbackAlreadyCompletedError, match="CANCELLED"):
         await store.heartbeat_callback("pending", now=121.0)
+
+
+async def test_cancelled_marks_pending_callbacks_and_leaves_answered_ones(store: Store) -> None:
+    lease = await with_callbacks(
+        store, "a", new_callback("pending"), new_callback("done"), new_callback("kept")
+    )
+    await with_callbacks(store, "b", new_callback("other"))
+    await store.complete_callback(
+        "done", status=CallbackStatus.SUCCEEDED, result=b"\x02", error=None, now=112.0
+    )
+    done_before = await callback(store, "done")
+    await store.commit(
+        checkpoint(lease, 4, events=[b"e4"], now=120.0, cancelled=["pending", "done", "pending"])
+    )
+    cancelled = await callback(store, "pending")
+    assert (cancelled.status, cancelled.completed_at, cancelled.result) == (
+        CallbackStatus.CANCELLED, 120.0, None
+    )  # fmt: skip
+    assert cancelled.error is not None
+    assert cancelled.error.type == "Callback.Cancelled"
+    assert cancelled.delivered  # its operation's end is in the log: nothing to deliver
+    assert await callback(store, "done") == done_before  # answered: left alone
+    for callback_id in ("kept", "other"):
+        assert (await callback(store, callback_id)).status == CallbackStatus.PENDING
+    loaded = await store.load("a")
+    assert loaded is not None
+    assert loaded[1][-1] == b"e4"
+    assert [c.callback_id for c in await store.collect_callbacks(lease, now=121.0)] == [
+        "done", "kept"
+    ]  # fmt: skip
+    await store.commit(checkpoint(lease, 5, events=[], now=122.0, cancelled=["pending"]))
+    assert (await callback(store, "pending")).completed_at == 120.0  # idempotent
+
+
+async def test_a_cancelled_callback_does_not_wake_a_released_execution(store: Store) -> None:
+    lease = await with_callbacks(store, "a", new_callback("cb"))
+    await store.commit(
+        checkpoint(lease, 4, events=[b"e4"], now=120.0, cancelled=["cb"], release=True)
+    )
+    assert await wake_at(store, "a") is None
+    assert await store.next_wake_at() is None
+
+
+@pytest.mark.parametrize("call", ["complete", "heartbeat"])
+async def test_a_cancelled_callback_refuses_answers_without_claiming_the_execution_ended(
+    store: Store, call: str
+) -> None:
+    lease = await with_callbacks(
+        store, "a", new_callback("cb", heartbeat_timeout=60.0), new_callback("late")
+    )
+    await store.commit(checkpoint(lease, 4, events=[b"e4"], now=120.0, cancelled=["cb"]))
+    before = await callback(store, "cb")
+
+    def answer(callback_id: str, now: float) -> Awaitable[CallbackRow]:
+        if call == "complete":
+            return store.complete_callback(
+                callback_id, status=CallbackStatus.SUCCEEDED, result=b"\x01", error=None, now=now
+            )
+        return store.heartbeat_callback(callback_id, now=now)
+
+    with pytest.raises(CallbackAlreadyCompletedError, match="'cb' is CANCELLED") as caught:
+        await answer("cb", 121.0)
+    message = str(caught.value)
+    assert "operation 'op-cb', which was waiting for it, has ended" in message
+    assert "execution" not in message
+    assert await callback(store, "cb") == before
+
+    # The execution ends: its other pending callback is cancelled for that reason, while the
+    # one cancelled before keeps its own.
+    await store.commit(checkpoint(lease, 5, events=[b"e5"], now=130.0, finish=Finish("SUCCEEDED")))
+    assert await callback(store, "cb") == before
+    with pytest.raises(CallbackAlreadyCompletedError, match="because operation 'op-cb'"):
+        await answer("cb", 131.0)
+    with pytest.raises(CallbackAlreadyCompletedError, match="'late' is CANCELLED") as caught:
+        await answer("late", 131.0)
+    assert "because execution 'a' has ended" in str(caught.value)
+    assert (await callback(store, "late")).error is None
+
+
+async def test_a_checkpoint_may_cancel_a_callback_it_creates_and_then_finish(store: Store) -> None:
+    lease = await with_callbacks(store, "a", new_callback("old"), new_callback("kept"))
+    await store.commit(
+        checkpoint(
+            lease,
+            4,
+            events=[b"e4"],
+            now=120.0,
+            callbacks=[new_callback("new", created_at=120.0)],
+            cancelled=["new", "old"],
+            finish=Finish("FAILED", error=ErrorInfo("Boom", "boom")),
+        )
+    )
+    for callback_id in ("new", "old"):
+        found = await callback(store, callback_id)
+        assert (found.status, found.completed_at, found.delivered) == ("CANCELLED", 120.0, True)
+        assert found.error is not None
+        assert found.error.type == "Callback.Cancelled"
+    kept = await callback(store, "kept")  # cancelled by the finish, as before
+    assert (kept.status, kept.error, kept.delivered) == ("CANCELLED", None, False)
+
+
+@pytest.mark.parametrize(
+    ("cancelled", "message"),
+    [
+        (["ghost"], "cannot cancel callback 'ghost': no such callback"),
+        (["theirs"], "'theirs' for execution 'a': it belongs to execution 'b'"),
+    ],
+)
+async def test_cancelled_refuses_callbacks_that_are_not_the_executions(
+    store: Store, cancelled: list[str], message: str
+) -> None:
+    lease = await with_callbacks(store, "a", new_callback("mine"))
+    await with_callbacks(store, "b", new_callback("theirs"))
+    before = await store.load("a")
+    with pytest.raises(ValueError, match=message):
+        await store.commit(
+            checkpoint(
+                lease,
+                4,
+                events=[b"e4"],
+                now=120.0,
+                callbacks=[new_callback("new")],
+                cancelled=["mine", *cancelled],
+                release=True,
+                wake_at=500.0,
+            )
+        )
+    assert await store.load("a") == before
+    assert await store.get_callback("new") is None
+    for callback_id in ("mine", "theirs"):
+        assert (await callback(store, callback_id)).status == CallbackStatus.PENDING
+
+
+async def test_cancelled_is_fenced(store: Store) -> None:
+    lease = await with_callbacks(store, "a", new_callback("cb"))
+    with pytest.raises(LeaseLostError):
+        await store.commit(
+            checkpoint(Lease("a", OWNER, 9), 4, events=[b"e4"], now=120.0, cancelled=["cb"])
+        )
+    with pytest.raises(LeaseLostError):
+        await store.commit(checkpoint(lease, 9, events=[b"e4"], now=120.0, cancelled=["cb"]))
+    assert (await callback(store, "cb")).status == CallbackStatus.PENDING
 
 
 async def test_complete_makes_a_suspended_execution_due(store: Store) -> None:
