@@ -509,4 +509,5 @@ class Engine:
                 if next_wake is None or next_wake > self.clock.now():
                     return
             self.worker.nudge()
+            assert self.worker.idle is not None, "wait_idle needs a worker engine"
             await self.worker.idle.wait()

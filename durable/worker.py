@@ -66,17 +66,20 @@ class Worker:
         self.poll_interval = poll_interval
         self.active: dict[str, Invocation | None] = {}
         self._orphans: list[Lease] = []
-        self._nudge = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
-        self._claim_scope = anyio.CancelScope()
         self._draining = False
-        self._emptied = anyio.Event()
-        self.idle = anyio.Event()
+        # Events and scopes belong to an event loop: made when the loop runs (an Engine is
+        # usually built at import time, outside any loop).
+        self._nudge: anyio.Event | None = None
+        self._claim_scope: anyio.CancelScope | None = None
+        self._emptied: anyio.Event | None = None
+        self.idle: anyio.Event | None = None
 
     def nudge(self) -> None:
         """Look for work now."""
-        self._nudge.set()
-        if self.idle.is_set():
+        if self._nudge is not None:
+            self._nudge.set()
+        if self.idle is not None and self.idle.is_set():
             self.idle = anyio.Event()
 
     @property
@@ -91,6 +94,11 @@ class Worker:
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """The loop; runs until cancelled (after :meth:`shutdown`), then releases leftovers."""
+        self._nudge = anyio.Event()
+        self._emptied = anyio.Event()
+        self.idle = anyio.Event()
+        self._claim_scope = anyio.CancelScope()
+        self._draining = False
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await self._recover_dead_owners()
@@ -110,7 +118,8 @@ class Worker:
         ``grace`` seconds (nothing new starts); then whatever still runs is cancelled and
         released, so another worker resumes it at once."""
         self._draining = True
-        self._claim_scope.cancel()
+        if self._claim_scope is not None:
+            self._claim_scope.cancel()
         for invocation in list(self.active.values()):
             if invocation is not None:
                 invocation.drain()
@@ -144,7 +153,7 @@ class Worker:
     async def _claim_forever(self) -> None:
         store, clock, rt = self.rt.store, self.rt.clock, self.rt
         while True:
-            self._nudge = anyio.Event()
+            self._nudge = nudge = anyio.Event()
             try:
                 await self._release_orphans()
                 next_wake = await store.next_wake_at(rt.owner, workflows=list(rt.workflows))
@@ -165,12 +174,12 @@ class Worker:
             except StoreError as exc:
                 rt.logger.error("worker loop could not read the store", error=str(exc))
                 next_wake = None
-            if not self.active and not self._orphans and not self._nudge.is_set():
+            if not self.active and not self._orphans and not nudge.is_set() and self.idle:
                 self.idle.set()
             deadline = next_wake if next_wake is not None and next_wake > clock.now() else None
             if len(self.active) >= self.concurrency:
                 deadline = None
-            await clock.wait(self._nudge, deadline, self.poll_interval)
+            await clock.wait(nudge, deadline, self.poll_interval)
 
     async def _release_orphans(self) -> None:
         store, clock = self.rt.store, self.rt.clock
@@ -218,8 +227,8 @@ class Worker:
                             error=str(exc),
                         )
             self.active.pop(lease.execution_id, None)
-            self._nudge.set()
-            if not self.active:
+            self.nudge()
+            if not self.active and self._emptied is not None:
                 self._emptied.set()
 
     async def _renew_forever(self) -> None:

@@ -77,3 +77,12 @@ def test_errors_form_one_tree() -> None:
         assert getattr(durable, name) is cls
     assert issubclass(durable.SerializationError, durable.StepError)
     assert issubclass(durable.CallbackTimeoutError, durable.CallbackError)
+
+
+def test_an_engine_can_be_built_at_import_time_outside_any_event_loop() -> None:
+    engine = durable.Engine(":memory:")
+
+    @engine.workflow
+    async def wf(ctx: durable.DurableContext) -> None: ...
+
+    assert engine.workflows == {"wf": wf}
