@@ -505,6 +505,7 @@ class Engine:
         self._require_open()
         while True:
             if not self.worker.active:
+                await self.worker.purge_settled()
                 next_wake = await self.store.next_wake_at(self.owner, list(self._workflows))
                 if next_wake is None or next_wake > self.clock.now():
                     return

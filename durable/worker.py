@@ -74,6 +74,8 @@ class Worker:
         self._claim_scope: anyio.CancelScope | None = None
         self._emptied: anyio.Event | None = None
         self.idle: anyio.Event | None = None
+        self._purge_due = float("inf")
+        self._purge_done: anyio.Event | None = None
 
     def nudge(self) -> None:
         """Look for work now."""
@@ -97,6 +99,8 @@ class Worker:
         self._nudge = anyio.Event()
         self._emptied = anyio.Event()
         self.idle = anyio.Event()
+        self._purge_due = self.rt.clock.now() + self.rt.purge_interval
+        self._purge_done = anyio.Event()
         self._claim_scope = anyio.CancelScope()
         self._draining = False
         async with anyio.create_task_group() as tg:
@@ -132,14 +136,24 @@ class Worker:
         """Delete executions whose workflow ``retention`` has passed, every ``purge_interval``."""
         store, clock, rt = self.rt.store, self.rt.clock, self.rt
         while True:
-            await clock.wait(anyio.Event(), clock.now() + rt.purge_interval, rt.purge_interval)
+            self._purge_due = clock.now() + rt.purge_interval
+            await clock.wait(anyio.Event(), self._purge_due, rt.purge_interval)
             try:
                 purged = await store.purge(expired_at=clock.now())
             except StoreError as exc:
+                purged = []
                 rt.logger.warning("retention purge failed", error=str(exc))
-                continue
+            finally:
+                done, self._purge_done = self._purge_done, anyio.Event()
+                if done is not None:
+                    done.set()
             if purged:
                 rt.logger.info("purged executions past their retention", count=len(purged))
+
+    async def purge_settled(self) -> None:
+        """Return once no retention purge is due (or running) at the current clock time."""
+        while self._purge_due <= self.rt.clock.now() and self._purge_done is not None:
+            await self._purge_done.wait()
 
     async def _recover_dead_owners(self) -> None:
         store, clock = self.rt.store, self.rt.clock
