@@ -507,7 +507,8 @@ class Engine:
             if not self.worker.active:
                 await self.worker.purge_settled()
                 next_wake = await self.store.next_wake_at(self.owner, list(self._workflows))
-                if next_wake is None or next_wake > self.clock.now():
+                nothing_due = next_wake is None or next_wake > self.clock.now()
+                if nothing_due and not self.worker.active:  # (the awaits let it claim)
                     return
             self.worker.nudge()
             assert self.worker.idle is not None, "wait_idle needs a worker engine"

@@ -134,7 +134,8 @@ async def test_sigterm_lets_running_steps_finish_and_hands_over(tmp_path: Path) 
         await anyio.sleep(0.02)
     code, err = stop(first)  # mid-step: the step gets its grace period
     assert code == 0, err
-    assert "shutting down" in err and "worker stopped" in err
+    assert "shutting down" in err
+    assert "worker stopped" in err
     async with Engine(str(db), worker=False) as client:
         history = await client.history(execution_id)
         row = await client.store.get_execution(execution_id)
@@ -162,7 +163,7 @@ async def test_sigterm_lets_running_steps_finish_and_hands_over(tmp_path: Path) 
 def test_bad_app_specs_are_one_line_errors(tmp_path: Path, spec: str, message: str) -> None:
     env = {"DURABLE_DB": str(tmp_path / "x.db"), "WORKER_MARKS": str(tmp_path / "m")}
     proc = durable_cli("worker", spec, env=env)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert message in err
     assert "Traceback" not in err
