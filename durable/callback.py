@@ -1,7 +1,7 @@
 """Callbacks: pause a workflow until a person or an outside system answers.
 
 ``ctx.create_callback()`` records ``CallbackStarted`` with an unguessable id (192 random
-bits) and stores a pending callback row in the same commit, before the workflow can hand
+bits, hex) and stores a pending callback row in the same commit, before the workflow can hand
 the id to anyone. Answers (``engine.send_callback_success/failure``), heartbeats and
 expiries go through the store's callback inbox; the worker that runs the execution records
 them as ``CallbackSucceeded`` / ``CallbackFailed`` / ``CallbackTimedOut`` events and resumes
@@ -44,8 +44,9 @@ TIMEOUT_TYPES = ("Callback.Timeout", "Callback.Heartbeat")
 
 
 def new_callback_id() -> str:
-    """An unguessable callback id: 192 bits from the OS's CSPRNG, URL-safe."""
-    return secrets.token_urlsafe(24)
+    """An unguessable callback id: 192 bits from the OS's CSPRNG, as 48 hex digits (safe in
+    URLs and shells: it never starts with ``-``)."""
+    return secrets.token_hex(24)
 
 
 def callback_error(info: ErrorInfo) -> DurableError:

@@ -123,9 +123,8 @@ class Invocation:
         self._running = 0
         self._arrivals: deque[tuple[Fiber, Operation[Any], Any]] = deque()
         self._arrived = anyio.Event()
-        self._launch: list[
-            tuple[Callable[[], Coroutine[Any, Any, None]], Operation[Any], Coroutine[Any, Any, Any]]
-        ] = []
+        self._queued: list[tuple[Fiber, Operation[Any], Coroutine[Any, Any, Any], bool]] = []
+        self._inline_ok = False
         self._held: list[tuple[Fiber, Outcome]] = []
         self._hold = False
         self._inbox_requested = False
@@ -236,11 +235,16 @@ class Invocation:
         *,
         durable_first: bool = False,
     ) -> None:
-        """Run ``work`` in the background; its result comes back through ``op.on_arrival``.
+        """Run ``work``; its result comes back through ``op.on_arrival``.
 
         With ``durable_first`` the events recorded so far are committed before it starts.
+        When it is the only thing the invocation could wait for, the driver awaits it
+        directly (no task); otherwise it runs as a task, concurrently with its siblings.
         """
+        self._running += 1
+        self._queued.append((fiber, op, work, durable_first))
 
+    def _spawn(self, fiber: Fiber, op: Operation[Any], work: Coroutine[Any, Any, Any]) -> None:
         scope = anyio.CancelScope()
         fiber.scopes.add(scope)
 
@@ -261,12 +265,34 @@ class Invocation:
             self._arrivals.append((fiber, op, payload))
             self._arrived.set()
 
-        self._running += 1
-        if durable_first:
-            self._launch.append((run, op, work))
-        else:
-            assert self._tg is not None
-            self._tg.start_soon(run)
+        assert self._tg is not None
+        self._tg.start_soon(run)
+
+    def _inline(self) -> bool:
+        """Whether the one queued attempt is all there is to wait for (sequential code)."""
+        return (
+            len(self._queued) == 1
+            and self._running == 1
+            and not self._blocked
+            and not self._arrivals
+            and self.row.deadline is None
+            and not self._draining
+        )
+
+    async def _start_queued(self) -> None:
+        if any(durable_first for *_, durable_first in self._queued):
+            await self._flush()  # AT_MOST_ONCE: the start is durable before the body runs
+        queued, self._queued = self._queued, []
+        if len(queued) == 1 and self._inline_ok:
+            fiber, op, work, _ = queued[0]
+            try:
+                payload = await work
+            finally:
+                self._running -= 1
+            self._arrivals.append((fiber, op, payload))
+            return
+        for fiber, op, work, _ in queued:
+            self._spawn(fiber, op, work)
 
     # -- driving -----------------------------------------------------------------------
 
@@ -378,16 +404,15 @@ class Invocation:
             if root.outcome is not None:
                 await self._complete(workflow, root.outcome)
                 return
-            if self._launch or self._held:
-                # New outcomes (and AT_MOST_ONCE starts) are durable before anything sees them.
+            if self._held:
+                # New outcomes are durable before any workflow code sees them.
                 await self._flush()
-                launch, self._launch = self._launch, []
-                assert self._tg is not None
-                for run, _, _ in launch:
-                    self._tg.start_soon(run)
                 self._ready.extend(held for held in self._held if not held[0].cancelled)
                 self._held.clear()
                 continue
+            if self._queued:
+                self._inline_ok = self._inline()
+                await self._start_queued()
             if self._inbox_requested:
                 continue
             if self._running == 0 and not self._arrivals:
@@ -668,10 +693,10 @@ class Invocation:
             await self._flush(finish=self._finishing)
             self.rt.on_finished(self.execution_id)
             return
-        unlaunched = {op.op_id for _, op, _ in self._launch}
-        for _, _, work in self._launch:
+        unlaunched = {op.op_id for _, op, _, _ in self._queued}
+        for _, _, work, _ in self._queued:
             work.close()
-        self._launch.clear()
+        self._queued.clear()
         self._pending = [
             e for e in self._pending if not (e.t == EventType.STEP_STARTED and e.id in unlaunched)
         ]

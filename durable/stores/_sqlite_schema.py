@@ -48,6 +48,8 @@ __all__ = [
     "claim",
     "collect_callbacks",
     "commit",
+    "commit_plain",
+    "is_plain",
     "complete_callback",
     "create",
     "expire",
@@ -438,6 +440,50 @@ def _fence(conn: sqlite3.Connection, lease: Lease, first_seq: int | None) -> Non
         raise LeaseLostError(
             f"execution {lease.execution_id!r} has {next_seq} events, so the next checkpoint "
             f"must start at {next_seq + 1}, not {first_seq}"
+        )
+
+
+_FENCED = " WHERE execution_id = ? AND lease_owner = ? AND lease_epoch = ? AND next_seq = ?"
+_FENCED_APPEND = "UPDATE executions SET next_seq = ?, updated_at = ?" + _FENCED
+_FENCED_RELEASE = (
+    "UPDATE executions SET next_seq = ?, updated_at = ?, wake_at = ?, lease_owner = NULL,"
+    " lease_expires = NULL" + _FENCED
+)
+_FENCED_EXTEND = (
+    "UPDATE executions SET next_seq = ?, updated_at = ?, lease_expires = ?, wake_at = ?" + _FENCED
+)
+
+
+def is_plain(cp: Checkpoint) -> bool:
+    """Events plus a lease update only: the common case, written by :func:`commit_plain`."""
+    return not (cp.finish or cp.callbacks or cp.children or cp.delivered or cp.cancelled)
+
+
+def commit_plain(conn: sqlite3.Connection, cp: Checkpoint) -> None:
+    """A plain checkpoint in two statements, its fence folded into the row update.
+
+    The update matches only while the lease and the expected sequence hold, and it runs
+    before anything else is written, so a refused checkpoint writes nothing and needs no
+    savepoint: the hot path of every step.
+    """
+    execution_id = cp.lease.execution_id
+    lease = cp.lease
+    fence = (execution_id, lease.owner, lease.epoch, cp.first_seq - 1)
+    head = (cp.first_seq - 1 + len(cp.events), cp.now)
+    if cp.release:
+        wake_at = _release_wake_at(conn, execution_id, cp.wake_at, cp.now)
+        cursor = conn.execute(_FENCED_RELEASE, (*head, wake_at, *fence))
+    elif cp.lease_expires is not None:
+        cursor = conn.execute(_FENCED_EXTEND, (*head, cp.lease_expires, cp.lease_expires, *fence))
+    else:
+        cursor = conn.execute(_FENCED_APPEND, (*head, *fence))
+    if cursor.rowcount != 1:
+        _fence(conn, lease, cp.first_seq)  # raises LeaseLostError with the reason
+        raise LeaseLostError(f"lease on execution {execution_id!r} lost")
+    if cp.events:
+        conn.executemany(
+            _INSERT_EVENTS,
+            [(execution_id, seq, data) for seq, data in enumerate(cp.events, cp.first_seq)],
         )
 
 

@@ -30,7 +30,7 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from durable.errors import StoreError
+from durable.errors import LeaseLostError, StoreError
 from durable.stores import _callbacks as cb
 from durable.stores import _sqlite_schema as sql
 from durable.stores._filters import workflow_filter
@@ -98,6 +98,15 @@ def _apply_batch(
     outcomes: list[_Outcome] = []
     with sql.transaction(conn):
         for write in writes:
+            if isinstance(write, _PlainCommit):
+                # writes nothing unless its fence holds: no savepoint needed; a SQLite error
+                # here is the transaction's (the whole batch fails)
+                try:
+                    write(conn)
+                    outcomes.append((True, None))
+                except LeaseLostError as exc:
+                    outcomes.append((False, exc))
+                continue
             conn.execute("SAVEPOINT write")
             try:
                 value = write(conn)
@@ -114,6 +123,16 @@ def _apply_batch(
                 outcomes.append((False, exc))
             conn.execute("RELEASE write")
     return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class _PlainCommit:
+    """A plain checkpoint (see ``commit_plain``), recognised by the batch writer."""
+
+    checkpoint: Checkpoint
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        sql.commit_plain(conn, self.checkpoint)
 
 
 @dataclass(slots=True)
@@ -314,7 +333,10 @@ class SQLiteStore:
             LeaseLostError: the lease or the expected sequence does not match.
             StoreError: the transaction failed (every checkpoint in it failed too).
         """
-        await self._write(lambda conn: sql.commit(conn, checkpoint))
+        if sql.is_plain(checkpoint):
+            await self._write(_PlainCommit(checkpoint))
+        else:
+            await self._write(lambda conn: sql.commit(conn, checkpoint))
 
     async def claim(
         self,
