@@ -553,7 +553,16 @@ class Invocation:
                 )
                 return
             recorded = len(self._pending)
-            outcome = self._guard(fiber, functools.partial(yielded.resolve, self, fiber))
+            try:
+                outcome = yielded.resolve(self, fiber)
+            except NonDeterministicError as exc:
+                self._fatal = exc
+                return
+            except DurableError as exc:
+                outcome = Raise(exc, self.now())
+            except Exception as exc:  # e.g. a retry_on predicate that raised
+                self._fatal = exc
+                return
             if outcome is None:
                 return
             if self._hold or len(self._pending) > recorded:  # durable before visible

@@ -112,7 +112,8 @@ class OpRecord:
     @property
     def done(self) -> bool:
         """Succeeded or failed for good."""
-        return self.status in (OpStatus.SUCCEEDED, OpStatus.FAILED)
+        status = self.status
+        return status is OpStatus.SUCCEEDED or status is OpStatus.FAILED
 
 
 def _describe(kind: str, sub_type: str | None, name: str | None) -> str:

@@ -69,6 +69,8 @@ class Serde:
 
     def return_type(self, fn: Callable[..., Any]) -> Any:
         """:func:`return_type`, cached per function (resolving hints costs microseconds)."""
+        if not getattr(fn, "__annotations__", None):
+            return Any
         try:
             return self._return_types[fn]
         except (KeyError, TypeError):

@@ -1,4 +1,4 @@
-"""Operating commands: ``callback succeed|fail|heartbeat`` (and ``stop``, ``purge``)."""
+"""Operating commands: ``callback succeed|fail|heartbeat``, ``stop`` and ``purge``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from typing import Any
 
 import click
 
-from durable.cli._common import db_option, existing_db, parse_json, run
+from durable.cli._common import (
+    db_option,
+    existing_db,
+    format_time,
+    parse_duration,
+    parse_json,
+    run,
+)
 
 __all__ = ["register"]
 
@@ -65,3 +72,54 @@ def register(cli: click.Group) -> None:
         """Tell CALLBACK_ID its outside system is still working."""
         _answer(db, "heartbeat", callback_id)
         click.echo(f"callback {callback_id} heartbeat recorded")
+
+    register_lifecycle(cli)
+
+
+def register_lifecycle(cli: click.Group) -> None:
+    """Add ``stop`` and ``purge`` to ``cli``."""
+
+    @cli.command()
+    @db_option
+    @click.argument("execution_id")
+    @click.option("--reason", default=None, help="Recorded as the message of the stop.")
+    def stop(db: str, execution_id: str, reason: str | None) -> None:
+        """Stop a running execution and its running child executions."""
+        from durable.engine import Engine
+
+        async def go() -> list[str]:
+            async with Engine(existing_db(db), worker=False) as engine:
+                stopped: list[str] = await engine.stop(execution_id, reason=reason)
+                return stopped
+
+        for stopped_id in run(go):
+            suffix = "" if stopped_id == execution_id else f" (child of {execution_id})"
+            click.echo(f"stopped {stopped_id}{suffix}")
+
+    @cli.command()
+    @db_option
+    @click.option(
+        "--older-than",
+        "older_than",
+        required=True,
+        metavar="DURATION",
+        help="Delete executions that ended more than this long ago: 30s, 15m, 12h, 7d, 1d12h.",
+    )
+    def purge(db: str, older_than: str) -> None:
+        """Delete finished executions (and their events) that ended long enough ago.
+
+        Running executions are never touched. There is no prompt.
+        """
+        from durable.engine import Engine
+
+        seconds = parse_duration(older_than)
+
+        async def go() -> tuple[int, float]:
+            async with Engine(existing_db(db), worker=False) as engine:
+                cutoff = engine.clock.now() - seconds
+                return await engine.purge(finished_before=cutoff), cutoff
+
+        count, cutoff = run(go)
+        before = f"ended before {format_time(cutoff)} UTC"
+        noun = "execution" if count == 1 else "executions"
+        click.echo(f"purged {count} finished {noun} ({before})")
