@@ -56,6 +56,15 @@ def _cores() -> str:
     return str(total) if usable == total else f"{usable} usable of {total}"
 
 
+def _load() -> str:
+    """The load average when the run began: other work on the machine skews every figure."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1, 5, 15 min, at the start)"
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -113,6 +122,7 @@ def machine_info(directory: str | os.PathLike[str] | None = None) -> dict[str, A
         "cpu": _cpu_model(),
         "cores": _cores(),
         "memory": _memory_total(),
+        "load": _load(),
         "sqlite": sqlite3.sqlite_version,
     }
     for package in _PACKAGES:
