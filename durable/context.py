@@ -62,8 +62,7 @@ class DurableContext:
         self._counter = 0
         self._time = start_time
         self._seed = seed
-        key = f"{seed}:{context_id or ''}".encode()
-        self._rng = _random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest()))
+        self._rng: _random.Random | None = None  # seeding costs microseconds: made on first use
         self._logger: ReplayAwareLogger | None = None
 
     def _child(self, context_id: str, *, start_time: float) -> DurableContext:
@@ -103,13 +102,21 @@ class DurableContext:
         """
         return datetime.fromtimestamp(self._time, tz=UTC)
 
+    @property
+    def _random(self) -> _random.Random:
+        if self._rng is None:
+            key = f"{self._seed}:{self.context_id or ''}".encode()
+            seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest())
+            self._rng = _random.Random(seed)
+        return self._rng
+
     def random(self) -> float:
         """A float in [0, 1) from a per-execution seed: the same sequence on every replay."""
-        return self._rng.random()
+        return self._random.random()
 
     def uuid4(self) -> uuid.UUID:
         """A version-4 UUID from the same seeded generator as :meth:`random`."""
-        return uuid.UUID(int=self._rng.getrandbits(128), version=4)
+        return uuid.UUID(int=self._random.getrandbits(128), version=4)
 
     @overload
     def step(

@@ -114,7 +114,7 @@ class Invocation:
         self.clock: Clock = rt.clock
         self.logger = rt.logger
         self.state = ReplayState.from_events(decode_events(events))
-        self.rng = random.Random()  # retry jitter: recorded, so it need not be replayable
+        self._rng: random.Random | None = None
         self._next_seq = row.next_seq + 1
         self._pending: list[Event] = []
         self._ready: deque[tuple[Fiber, Outcome | None]] = deque()
@@ -146,6 +146,14 @@ class Invocation:
         """Set once the invocation wrote its last checkpoint (or lost its lease)."""
 
     # -- services for primitives -------------------------------------------------------
+
+    @property
+    def rng(self) -> random.Random:
+        """Randomness for retry jitter (recorded, so it need not replay): made on first use,
+        as seeding one costs more than a whole replayed step."""
+        if self._rng is None:
+            self._rng = random.Random()
+        return self._rng
 
     def now(self) -> float:
         """The engine clock."""

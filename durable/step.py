@@ -115,9 +115,16 @@ def _function_name(fn: Callable[..., Any]) -> str | None:
     return None if name in (None, "<lambda>") else name
 
 
+def _is_async(fn: Callable[..., Any]) -> bool:
+    code = getattr(fn, "__code__", None)  # plain functions and methods: a flag test
+    if code is not None:
+        return bool(code.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
+
+
 async def call_user_fn(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """Call user code: async functions on the loop, sync ones in a worker thread."""
-    if inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
         return await fn(*args)
     # Sync bodies run in a worker thread so they never block the event loop.
     result = await anyio.to_thread.run_sync(lambda: fn(*args), abandon_on_cancel=True)
