@@ -69,10 +69,6 @@ class DurableContext:
         """A context for a child whose operations are numbered under ``context_id``."""
         return DurableContext(self._inv, context_id, start_time=start_time, seed=self._seed)
 
-    def _next_operation_id(self) -> tuple[int, str]:
-        self._counter += 1
-        return self._counter, operation_id(self.context_id, self._counter)
-
     @property
     def execution_id(self) -> str:
         """The id of the execution this workflow runs as."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from durable.events import Event
-from durable.replay import OpRecord, check_determinism
+from durable.replay import OpRecord, check_determinism, operation_id
 
 if TYPE_CHECKING:
     from durable.context import DurableContext
@@ -70,7 +70,9 @@ class Operation(ABC, Generic[T]):
         self.name = name
         self.sub_type = sub_type or self.default_sub_type
         if of is None:
-            self.counter, self.op_id = ctx._next_operation_id()
+            counter = ctx._counter = ctx._counter + 1
+            self.counter = counter
+            self.op_id = operation_id(ctx.context_id, counter)
         else:
             self.counter, self.op_id = of.counter, of.op_id
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import dataclass
+
+import msgspec
 
 from durable.errors import NonDeterministicError
 from durable.events import Event, EventType
 from durable.types import ErrorInfo
+
+_blake2b = hashlib.blake2b
 
 __all__ = [
     "OpRecord",
@@ -31,8 +34,7 @@ def operation_id(parent_id: str | None, counter: int) -> str:
     It depends only on the parent and the call order, never on timing, so concurrent
     branches get the same ids on every replay.
     """
-    key = f"{parent_id or ''}:{counter}".encode()
-    return hashlib.blake2b(key, digest_size=8).hexdigest()
+    return _blake2b(f"{parent_id or ''}:{counter}".encode(), digest_size=8).hexdigest()
 
 
 class OpStatus(enum.Enum):
@@ -65,6 +67,8 @@ _KIND = {
     EventType.CHAINED_INVOKE_FAILED: "ChainedInvoke",
 }
 
+_STEP_STARTED = EventType.STEP_STARTED.value
+
 _SUCCESS = frozenset(
     {
         EventType.STEP_SUCCEEDED,
@@ -86,9 +90,9 @@ _FAILURE = frozenset(
 )
 
 
-@dataclass(slots=True)
-class OpRecord:
-    """Everything the history says about one operation."""
+class OpRecord(msgspec.Struct, gc=False):
+    """Everything the history says about one operation (a msgspec Struct: replay builds one
+    per operation, so construction cost matters)."""
 
     id: str
     kind: str
@@ -200,7 +204,7 @@ class ReplayState:
             )
             self.ops[event.id] = record
         t = event.t
-        if t == EventType.STEP_STARTED:
+        if t == _STEP_STARTED:
             record.status = OpStatus.STARTED
             record.attempt = event.attempt or record.attempt + 1
             record.attempt_open = True
