@@ -504,11 +504,12 @@ class Engine:
         """
         self._require_open()
         while True:
-            if not self.worker.active:
+            if not self.worker.active and not self.worker.claiming:
                 await self.worker.purge_settled()
                 next_wake = await self.store.next_wake_at(self.owner, list(self._workflows))
                 nothing_due = next_wake is None or next_wake > self.clock.now()
-                if nothing_due and not self.worker.active:  # (the awaits let it claim)
+                busy = self.worker.active or self.worker.claiming  # (the awaits let it claim)
+                if nothing_due and not busy:
                     return
             self.worker.nudge()
             assert self.worker.idle is not None, "wait_idle needs a worker engine"

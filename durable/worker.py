@@ -66,6 +66,8 @@ class Worker:
         self.poll_interval = poll_interval
         self.active: dict[str, Invocation | None] = {}
         self._orphans: list[Lease] = []
+        self.claiming = False
+        """True while a claim is in flight (its executions are leased but not active yet)."""
         self._tg: anyio.abc.TaskGroup | None = None
         self._draining = False
         # Events and scopes belong to an event loop: made when the loop runs (an Engine is
@@ -174,6 +176,7 @@ class Worker:
                 now = clock.now()
                 free = self.concurrency - len(self.active)
                 if next_wake is not None and next_wake <= now and free > 0:
+                    self.claiming = True  # claimed rows are leased before they are active
                     leases = await store.claim(
                         owner=rt.owner,
                         now=now,
@@ -183,11 +186,14 @@ class Worker:
                     )
                     for lease in leases:
                         self._spawn(lease, None, None)
+                    self.claiming = False
                     if leases:
                         continue
             except StoreError as exc:
                 rt.logger.error("worker loop could not read the store", error=str(exc))
                 next_wake = None
+            finally:
+                self.claiming = False
             if not self.active and not self._orphans and not nudge.is_set() and self.idle:
                 self.idle.set()
             deadline = next_wake if next_wake is not None and next_wake > clock.now() else None
