@@ -482,7 +482,12 @@ class Engine:
         self._require_open()
         with anyio.fail_after(timeout):
             while True:
+                # registered before the read: an end announced after it still wakes us
+                event = self._finished.setdefault(execution_id, anyio.Event())
                 row = await self.store.get_execution(execution_id)
+                if row is None or ExecutionStatus(row.status).finished:
+                    if self._finished.get(execution_id) is event:
+                        del self._finished[execution_id]  # nobody will announce it now
                 if row is None:
                     raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
                 status = ExecutionStatus(row.status)
@@ -493,8 +498,10 @@ class Engine:
                 if status.finished:
                     error = row.error or ErrorInfo(type=status.value, message=status.value)
                     raise ExecutionFailedError(error, status=status.value)
-                event = self._finished.setdefault(execution_id, anyio.Event())
-                with anyio.move_on_after(self._poll):
+                # Running here, its end is announced locally: the store is re-read only
+                # rarely (it may suspend and finish elsewhere). Otherwise every poll.
+                local = self.is_worker and execution_id in self.worker.active
+                with anyio.move_on_after(self._poll * (10 if local else 1)):
                     await event.wait()
 
     async def wait_idle(self) -> None:

@@ -255,16 +255,26 @@ class Worker:
         store, clock, rt = self.rt.store, self.rt.clock, self.rt
         while True:
             await anyio.sleep(rt.lease_time / 3)
-            leases = [inv.lease for inv in self.active.values() if isinstance(inv, Invocation)]
-            if not leases:
+            running = {
+                inv.lease: inv
+                for inv in self.active.values()
+                if isinstance(inv, Invocation) and not inv.ended
+            }
+            if not running:
                 continue
             try:
-                lost = await store.renew(leases, lease_expires=clock.now() + rt.lease_time)
+                expires = clock.now() + rt.lease_time
+                lost = set(await store.renew(list(running), lease_expires=expires))
             except StoreError as exc:
                 rt.logger.warning("lease renewal failed", error=str(exc))
                 continue
-            for execution_id in lost:
-                rt.logger.warning("lease lost", execution_id=execution_id)
-                invocation = self.active.get(execution_id)
-                if invocation is not None:
-                    invocation.abandon()  # another worker owns it: stop running its steps
+            for lease, invocation in running.items():
+                # A lease released meanwhile by its own invocation's last commit is not lost;
+                # only one still held by the same, unfinished invocation is.
+                if lease.execution_id not in lost or invocation.ended:
+                    continue
+                if self.active.get(lease.execution_id) is not invocation:
+                    continue
+                rt.logger.warning("lease lost", execution_id=lease.execution_id)
+                invocation.abandon()  # another worker owns it: stop running its steps
+            del running

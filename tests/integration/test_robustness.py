@@ -401,3 +401,18 @@ async def test_a_lost_lease_stops_the_invocation() -> None:
         )
         with anyio.fail_after(5):
             await cancelled.wait()  # the renewal noticed and stopped running the step
+
+
+async def test_awaiting_results_leaves_no_waiters_behind() -> None:
+    engine = Engine(":memory:", clock=VirtualClock())
+
+    @engine.workflow
+    async def quick(ctx: DurableContext, n: int) -> int:
+        return n
+
+    async with engine:
+        for i in range(20):
+            handle = await engine.start(quick, i)
+            assert await handle.result() == i
+            assert await handle.result() == i  # already finished: read, not awaited
+        assert engine._finished == {}
