@@ -485,9 +485,9 @@ class Engine:
                 # registered before the read: an end announced after it still wakes us
                 event = self._finished.setdefault(execution_id, anyio.Event())
                 row = await self.store.get_execution(execution_id)
-                if row is None or ExecutionStatus(row.status).finished:
-                    if self._finished.get(execution_id) is event:
-                        del self._finished[execution_id]  # nobody will announce it now
+                ended = row is None or ExecutionStatus(row.status).finished
+                if ended and self._finished.get(execution_id) is event:
+                    del self._finished[execution_id]  # nobody will announce it now
                 if row is None:
                     raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
                 status = ExecutionStatus(row.status)

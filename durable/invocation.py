@@ -334,6 +334,8 @@ class Invocation:
                     tg.cancel_scope.cancel()  # running step attempts end with the invocation
         finally:
             self._close_fibers()
+            for _, _, work, _ in self._queued:  # kept: release() reads them
+                work.close()  # attempts that never started (lease lost in the flush before)
 
     async def _fail_safely(self, exc: Exception) -> None:
         """Fail the execution with ``exc``; if even that cannot be written, it is retried."""
