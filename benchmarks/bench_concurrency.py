@@ -1,0 +1,216 @@
+"""Step throughput of many concurrent executions (S2), next to the raw SQLite commit rate.
+
+Run from the repository root::
+
+    python benchmarks/bench_concurrency.py [--n 500] [--k 10] [--repeat 3]
+        [--sweep 1,10,50,100,200,500] [--min-steps 2000] [--dir DIR] [--keep]
+
+What it measures (every database is a fresh file with the engine's defaults, WAL and
+``synchronous=FULL``, in one directory on the disk it reports):
+
+* **raw**: one ~100-byte INSERT per ``BEGIN IMMEDIATE ... COMMIT`` with bare ``sqlite3``
+  (``bench_steps.raw_commits``), measured in the same run: the ceiling of anything that makes
+  each checkpoint durable before moving on *without* sharing commits.
+* **S2**: ``--n`` executions of a workflow awaiting ``--k`` trivial async steps one after the
+  other, all started at once (``Engine(path, concurrency=max(100, n))`` so the worker admits
+  every one), timed from before the first ``engine.start`` to the last result. Steps/s counts
+  the ``n * k`` steps; every step is checkpointed before its workflow moves on, and the
+  execution's creation and its final commit are inside the timing too. Group commit lets the
+  executions share fsyncs, so S2 can beat the raw rate by a wide margin.
+* **sweep** (``--sweep C1,C2,...``): the same workload at each concurrency ``C``: waves of
+  ``C`` executions started at once and awaited, repeated until at least ``--min-steps`` steps
+  ran (one wave when ``C * k`` is already that many), on a fresh file per point. This is
+  what ``compare_dbos.py`` runs for its chart.
+
+It only prints figures; nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import _enginelog
+from _machine import print_machine
+from bench_steps import (
+    RAW_COMMIT_ROWS,
+    Figure,
+    Workdir,
+    check,
+    choose_directory,
+    expected_sum,
+    fmt,
+    measure,
+    print_table,
+    ratio,
+    raw_commits,
+    sequential_steps,
+)
+
+from durable import Engine
+
+DEFAULT_CONCURRENCY = 100  # the Engine's default
+DEFAULT_SWEEP = (1, 10, 50, 100, 200, 500)
+
+
+def make_engine(path: Path, concurrency: int) -> Engine:
+    """The engine's defaults, with a worker that admits ``concurrency`` invocations at once."""
+    engine = Engine(str(path), concurrency=max(DEFAULT_CONCURRENCY, concurrency))
+    engine.workflow(sequential_steps)
+    return engine
+
+
+def waves_for(concurrency: int, steps: int, min_steps: int) -> int:
+    """How many waves of ``concurrency`` executions make at least ``min_steps`` steps."""
+    return max(1, math.ceil(min_steps / (concurrency * steps)))
+
+
+async def wave(engine: Engine, concurrency: int, steps: int) -> None:
+    """Start ``concurrency`` executions at once and await every result."""
+
+    async def one() -> None:
+        handle = await engine.start("sequential_steps", steps)
+        check("S2 result", await handle.result(), expected_sum(steps))
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(concurrency):
+            tg.create_task(one())
+
+
+async def concurrent_once(path: Path, concurrency: int, steps: int, waves: int = 1) -> float:
+    """Steps/s of ``waves`` waves of ``concurrency`` executions x ``steps`` steps."""
+    engine = make_engine(path, concurrency)
+    async with engine:
+        start = time.perf_counter()
+        for _ in range(waves):
+            await wave(engine, concurrency, steps)
+        elapsed = time.perf_counter() - start
+    return concurrency * steps * waves / elapsed
+
+
+def parse_sweep(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("concurrencies must be integers of at least 1")
+    return values
+
+
+@dataclass
+class SweepPoint:
+    concurrency: int
+    waves: int
+    steps: int  # in all waves
+    figure: Figure
+
+
+def run(
+    work: Workdir, args: argparse.Namespace
+) -> tuple[list[Figure], list[tuple[str, str]], list[SweepPoint]]:
+    repeat, n, k = args.repeat, args.n, args.k
+
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    progress("raw SQLite ...")
+    raw_commit = measure(
+        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
+        repeat,
+        lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS),
+    )
+    progress(f"S2: {n:,} concurrent executions x {k} steps x {repeat} ...")
+    s2 = measure(
+        Figure(f"S2: {n:,} concurrent executions x {k} steps", "steps/s"),
+        repeat,
+        lambda: asyncio.run(concurrent_once(work.fresh("s2"), n, k)),
+    )
+    figures = [raw_commit, s2]
+    ratios = [
+        ("S2 steps/s / raw commits/s", ratio(s2, raw_commit)),
+        ("S2 time per step (median)", f"{1e6 / s2.median:,.1f} us"),
+        ("raw time per commit (median)", f"{1e6 / raw_commit.median:,.0f} us"),
+    ]
+    sweep: list[SweepPoint] = []
+    for c in args.sweep or []:
+        waves = waves_for(c, k, args.min_steps)
+        progress(f"sweep: concurrency {c:,}, {waves} wave(s) x {repeat} ...")
+        figure = measure(
+            Figure(f"sweep: concurrency {c:,}", "steps/s"),
+            repeat,
+            lambda c=c, waves=waves: asyncio.run(
+                concurrent_once(work.fresh(f"sweep-{c}"), c, k, waves)
+            ),
+        )
+        sweep.append(SweepPoint(c, waves, c * k * waves, figure))
+    return figures, ratios, sweep
+
+
+def print_sweep(sweep: list[SweepPoint], raw_commit: Figure) -> None:
+    print()
+    print(f"{'concurrency':>11}  {'waves':>5}  {'steps':>6}  {'best':>10}  {'median':>10}  x raw")
+    print(f"{'-' * 11}  {'-' * 5}  {'-' * 6}  {'-' * 10}  {'-' * 10}  {'-' * 6}")
+    for p in sweep:
+        f = p.figure
+        x = f.median / raw_commit.median
+        print(
+            f"{p.concurrency:>11,}  {p.waves:>5,}  {p.steps:>6,}  "
+            f"{fmt(f.best):>10}  {fmt(f.median):>10}  {x:6.2f}"
+        )
+    print("(steps/s; x raw = median over the median raw 1-row-per-commit rate)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Concurrent step throughput of durable (S2).")
+    parser.add_argument("--n", type=int, default=500, help="S2: executions started at once")
+    parser.add_argument("--k", type=int, default=10, help="steps per execution")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure")
+    parser.add_argument(
+        "--sweep",
+        type=parse_sweep,
+        help=f"also measure these concurrencies (e.g. {','.join(map(str, DEFAULT_SWEEP))})",
+    )
+    parser.add_argument(
+        "--min-steps", type=int, default=2000, help="sweep: steps per point at least (waves)"
+    )
+    parser.add_argument("--dir", help="where to create the databases (default: the temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the database files")
+    args = parser.parse_args(argv)
+    for name in ("n", "k", "repeat", "min_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    _enginelog.capture()
+    path, why = choose_directory(args.dir)
+    print_machine(path)
+    print(f"command     {shlex.join(sys.orig_argv)}")
+    print(f"databases   {path} ({why})")
+    print()
+    began = time.perf_counter()
+    try:
+        figures, ratios, sweep = run(Workdir(path), args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(path, ignore_errors=True)
+    print_table(figures, ratios)
+    if sweep:
+        print_sweep(sweep, figures[0])
+    print()
+    _enginelog.print_counts()
+    print(f"\ntotal time {time.perf_counter() - began:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
