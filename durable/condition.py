@@ -13,11 +13,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
+
 from durable.errors import SerializationError, WaitForConditionError
 from durable.events import EventType, SubType
 from durable.operation import Operation, Outcome, Raise, Value
 from durable.replay import OpRecord, OpStatus
-from durable.step import Done, Interrupted, Run, Sleep, call_user_fn, decide
+from durable.step import Done, Interrupted, Run, Sleep, call_user_fn, cancelled_by_us, decide
 from durable.types import Duration, ErrorInfo, StepSemantics, to_seconds
 
 if TYPE_CHECKING:
@@ -136,21 +138,29 @@ class WaitForConditionOp(Operation[S]):
             return attempt, True, await call_user_fn(self.check, (state,))
         except Exception as exc:
             return attempt, False, exc
+        except anyio.get_cancelled_exc_class() as exc:
+            if cancelled_by_us():
+                raise
+            return attempt, False, exc  # raised by the check itself: a failed check
 
     def on_arrival(self, inv: Invocation, fiber: Fiber, payload: Any) -> Outcome | None:
         """A check finished: record the new state and ask the strategy what next."""
         attempt, ok, value = payload
         now = inv.now()
-        try:
-            if not ok:
-                raise value
-            data, state = inv.serde.roundtrip(value, Any, what=f"state of {self.label}")
-            delay = self.strategy(state, attempt)
-            seconds = (
-                None if delay is None else to_seconds(delay, what="strategy delay", allow_zero=True)
-            )
-        except (Exception, SerializationError) as exc:
-            info = ErrorInfo.from_exception(exc)
+        failure: BaseException | None = None if ok else value
+        if failure is None:
+            try:
+                data, state = inv.serde.roundtrip(value, Any, what=f"state of {self.label}")
+                delay = self.strategy(state, attempt)
+                seconds = (
+                    None
+                    if delay is None
+                    else to_seconds(delay, what="strategy delay", allow_zero=True)
+                )
+            except (Exception, SerializationError) as exc:
+                failure = exc
+        if failure is not None:  # the check (or the strategy) failed: no retry
+            info = ErrorInfo.from_exception(failure)
             inv.record(self.event(EventType.STEP_FAILED, now, error=info, attempt=attempt))
             return Raise(WaitForConditionError(info.message, error_type=info.type), now)
         inv.record(

@@ -96,6 +96,7 @@ class Engine:
         self.logger = get_logger("durable", engine=self.owner)
         self._workflows: dict[str, Workflow[Any]] = {}
         self._finished: dict[str, anyio.Event] = {}
+        self._waiting: dict[str, int] = {}
         self._runtime = Runtime(
             store=self.store,
             serde=self.serde,
@@ -480,29 +481,34 @@ class Engine:
 
     async def _result(self, execution_id: str, timeout: float | None) -> Any:
         self._require_open()
-        with anyio.fail_after(timeout):
-            while True:
-                # registered before the read: an end announced after it still wakes us
-                event = self._finished.setdefault(execution_id, anyio.Event())
-                row = await self.store.get_execution(execution_id)
-                ended = row is None or ExecutionStatus(row.status).finished
-                if ended and self._finished.get(execution_id) is event:
-                    del self._finished[execution_id]  # nobody will announce it now
-                if row is None:
-                    raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
-                status = ExecutionStatus(row.status)
-                if status is ExecutionStatus.SUCCEEDED:
-                    assert row.result is not None
-                    wf = self._workflows.get(row.workflow)
-                    return self._decode_lenient(row.result, wf.result_type if wf else Any)
-                if status.finished:
-                    error = row.error or ErrorInfo(type=status.value, message=status.value)
-                    raise ExecutionFailedError(error, status=status.value)
-                # Running here, its end is announced locally: the store is re-read only
-                # rarely (it may suspend and finish elsewhere). Otherwise every poll.
-                local = self.is_worker and execution_id in self.worker.active
-                with anyio.move_on_after(self._poll * (10 if local else 1)):
-                    await event.wait()
+        self._waiting[execution_id] = self._waiting.get(execution_id, 0) + 1
+        try:
+            with anyio.fail_after(timeout):
+                while True:
+                    # registered before the read: an end announced after it still wakes us
+                    event = self._finished.setdefault(execution_id, anyio.Event())
+                    row = await self.store.get_execution(execution_id)
+                    if row is None:
+                        raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
+                    status = ExecutionStatus(row.status)
+                    if status is ExecutionStatus.SUCCEEDED:
+                        assert row.result is not None
+                        wf = self._workflows.get(row.workflow)
+                        return self._decode_lenient(row.result, wf.result_type if wf else Any)
+                    if status.finished:
+                        error = row.error or ErrorInfo(type=status.value, message=status.value)
+                        raise ExecutionFailedError(error, status=status.value)
+                    # Running here, its end is announced locally: the store is re-read only
+                    # rarely (it may suspend and finish elsewhere). Otherwise every poll.
+                    local = self.is_worker and execution_id in self.worker.active
+                    with anyio.move_on_after(self._poll * (10 if local else 1)):
+                        await event.wait()
+        finally:
+            left = self._waiting.pop(execution_id) - 1
+            if left:
+                self._waiting[execution_id] = left
+            else:  # the last waiter leaves: nothing stays behind (timeouts, cancellation too)
+                self._finished.pop(execution_id, None)
 
     async def wait_idle(self) -> None:
         """Return once this worker runs nothing and nothing is due now (for tests).

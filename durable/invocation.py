@@ -12,12 +12,13 @@ every replay engine). New events become durable before the workflow sees their o
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from durable.events import Event, EventType, decode_events, encode_event
 from durable.operation import Operation, Outcome, Raise, Value
 from durable.replay import OpRecord, ReplayState
 from durable.serde import Serde
+from durable.step import cancelled_by_us
 from durable.stores.base import (
     CallbackStatus,
     Checkpoint,
@@ -294,7 +296,14 @@ class Invocation:
         if len(queued) == 1 and self._inline_ok:
             fiber, op, work, _ = queued[0]
             try:
-                payload = await work
+                payload = await _InOwnContext(work)
+            except anyio.get_cancelled_exc_class():
+                if cancelled_by_us():
+                    raise
+                self._fatal = RuntimeError(
+                    f"{op.position} was cancelled by something other than the engine"
+                )
+                return
             finally:
                 self._running -= 1
             self._arrivals.append((fiber, op, payload))
@@ -739,6 +748,34 @@ class Invocation:
                 execution_id=self.execution_id,
                 error=str(exc),
             )
+
+
+class _InOwnContext:
+    """Await a coroutine in a copy of the current context, without a task of its own.
+
+    An attempt awaited inline must not see (or leave behind) context variables of the driver
+    or of earlier attempts, exactly as if it ran in its own task.
+    """
+
+    __slots__ = ("_coro", "_run")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._coro = coro
+        self._run = contextvars.copy_context().run
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        run, send, throw = self._run, self._coro.send, self._coro.throw
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                yielded = run(send, value) if error is None else run(throw, error)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                value, error = (yield yielded), None
+            except BaseException as exc:  # thrown in by the event loop (e.g. cancellation)
+                value, error = None, exc
 
 
 _STATUS_OF_FINAL: dict[str, ExecutionStatus] = {

@@ -36,6 +36,7 @@ __all__ = [
     "Sleep",
     "StepOp",
     "call_user_fn",
+    "cancelled_by_us",
     "decide",
     "error_from_info",
 ]
@@ -104,7 +105,7 @@ def decide(record: OpRecord | None, semantics: StepSemantics, now: float) -> Dec
     raise AssertionError(f"step {record.id} decided while its attempt is running")
 
 
-def _cancelled_by_us() -> bool:
+def cancelled_by_us() -> bool:
     """Whether the running task was asked to cancel (by anyio), not just handed an error."""
     task = asyncio.current_task()
     return task is None or task.cancelling() > 0
@@ -116,9 +117,10 @@ def _function_name(fn: Callable[..., Any]) -> str | None:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
-    code = getattr(fn, "__code__", None)  # plain functions and methods: a flag test
-    if code is not None:
-        return bool(code.co_flags & inspect.CO_COROUTINE)
+    code = getattr(fn, "__code__", None)  # plain functions and methods: a flag test first
+    if code is not None and code.co_flags & inspect.CO_COROUTINE:
+        return True
+    # partials, and wrappers marked with inspect.markcoroutinefunction (Python 3.12+)
     return inspect.iscoroutinefunction(fn)
 
 
@@ -260,7 +262,7 @@ class StepOp(Operation[T]):
         except Exception as exc:
             return attempt, False, exc
         except anyio.get_cancelled_exc_class() as exc:
-            if _cancelled_by_us():
+            if cancelled_by_us():
                 raise
             # the body raised CancelledError on its own (some clients do): a plain failure
             return attempt, False, exc

@@ -48,9 +48,7 @@ __all__ = [
     "claim",
     "collect_callbacks",
     "commit",
-    "commit_appends",
     "commit_plain",
-    "is_append",
     "is_plain",
     "complete_callback",
     "create",
@@ -487,61 +485,6 @@ def commit_plain(conn: sqlite3.Connection, cp: Checkpoint) -> None:
             _INSERT_EVENTS,
             [(execution_id, seq, data) for seq, data in enumerate(cp.events, cp.first_seq)],
         )
-
-
-def is_append(cp: Checkpoint) -> bool:
-    """A plain checkpoint that only appends events (no release, no lease change)."""
-    return is_plain(cp) and not cp.release and cp.lease_expires is None and bool(cp.events)
-
-
-def commit_appends(conn: sqlite3.Connection, cps: list[Checkpoint]) -> list[Exception | None]:
-    """Many appending checkpoints (of different executions) in two ``executemany`` calls.
-
-    Returns, per checkpoint, ``None`` or the ``LeaseLostError`` that refused it (a refused
-    checkpoint writes nothing). This is what makes group commit cheap per step.
-    """
-    updates = [
-        (
-            cp.first_seq - 1 + len(cp.events),
-            cp.now,
-            cp.lease.execution_id,
-            cp.lease.owner,
-            cp.lease.epoch,
-            cp.first_seq - 1,
-        )
-        for cp in cps
-    ]
-    cursor = conn.executemany(_FENCED_APPEND, updates)
-    outcomes: list[Exception | None] = [None] * len(cps)
-    if cursor.rowcount != len(cps):  # some fences failed: find out which
-        for i, cp in enumerate(cps):
-            found = conn.execute(
-                "SELECT lease_owner, lease_epoch, next_seq FROM executions WHERE execution_id = ?",
-                (cp.lease.execution_id,),
-            ).fetchone()
-            updated = found is not None and tuple(found) == (
-                cp.lease.owner,
-                cp.lease.epoch,
-                cp.first_seq - 1 + len(cp.events),
-            )
-            if not updated:
-                try:
-                    _fence(conn, cp.lease, cp.first_seq)
-                    outcomes[i] = LeaseLostError(
-                        f"lease on execution {cp.lease.execution_id!r} lost"
-                    )
-                except LeaseLostError as exc:
-                    outcomes[i] = exc
-    conn.executemany(
-        _INSERT_EVENTS,
-        [
-            (cp.lease.execution_id, seq, data)
-            for cp, outcome in zip(cps, outcomes, strict=True)
-            if outcome is None
-            for seq, data in enumerate(cp.events, cp.first_seq)
-        ],
-    )
-    return outcomes
 
 
 def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:

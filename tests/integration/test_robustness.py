@@ -410,9 +410,63 @@ async def test_awaiting_results_leaves_no_waiters_behind() -> None:
     async def quick(ctx: DurableContext, n: int) -> int:
         return n
 
+    @engine.workflow
+    async def slow_one(ctx: DurableContext) -> None:
+        await ctx.wait(3600)
+
     async with engine:
         for i in range(20):
             handle = await engine.start(quick, i)
             assert await handle.result() == i
             assert await handle.result() == i  # already finished: read, not awaited
+        with pytest.raises(TimeoutError):
+            await engine.start(slow_one)
+            await engine.handle((await engine.list(workflow="slow_one"))[0].execution_id).result(
+                timeout=0.01
+            )
         assert engine._finished == {}
+        assert engine._waiting == {}
+
+
+async def test_a_check_raising_cancelled_error_fails_the_poll_not_the_worker() -> None:
+    engine = Engine(":memory:", clock=VirtualClock())
+
+    async def rude(state: int) -> int:
+        raise asyncio.CancelledError("client gave up")
+
+    @engine.workflow
+    async def poll(ctx: DurableContext) -> str:
+        try:
+            await ctx.wait_for_condition(rude, initial_state=0, strategy=poll_until(bool))
+        except Exception as exc:
+            return type(exc).__name__ + ": " + getattr(exc, "error_type", "")
+        return "no error"
+
+    @engine.workflow
+    async def fine(ctx: DurableContext) -> str:
+        return "worker alive"
+
+    async with engine:
+        assert await engine.run(poll, timeout=10) == "WaitForConditionError: CancelledError"
+        assert await engine.run(fine, timeout=10) == "worker alive"
+
+
+async def test_steps_do_not_share_context_variables() -> None:
+    import contextvars
+
+    tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="<unset>")
+    engine = Engine(":memory:", clock=VirtualClock())
+
+    async def set_tenant() -> None:
+        tenant.set("acme")
+
+    async def read_tenant() -> str:
+        return tenant.get()
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> str:
+        await ctx.step(set_tenant)
+        return await ctx.step(read_tenant)
+
+    async with engine:
+        assert await engine.run(wf) == "<unset>"  # as if each attempt ran in its own task
