@@ -12,14 +12,12 @@ every replay engine). New events become durable before the workflow sees their o
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -36,19 +34,19 @@ from durable.errors import (
     StoreError,
 )
 from durable.events import Event, EventType, decode_events, encode_event
+from durable.fiber import Fiber, InOwnContext, Runtime, describe_awaited
+from durable.inbox import INBOX_KINDS, collect_inbox, stop_orphaned_children
 from durable.operation import Operation, Outcome, Raise, Value
 from durable.replay import OpRecord, ReplayState
 from durable.serde import Serde
 from durable.step import cancelled_by_us
 from durable.stores.base import (
-    CallbackStatus,
     Checkpoint,
     ExecutionRow,
     Finish,
     Lease,
     NewCallback,
     NewChild,
-    Store,
 )
 from durable.types import ErrorInfo, ExecutionStatus
 from durable.workflow import Workflow
@@ -57,51 +55,6 @@ __all__ = ["Fiber", "Invocation", "Runtime"]
 
 UNKNOWN_WORKFLOW_RETRY = 30.0
 """Seconds before an execution of a workflow this worker does not know is looked at again."""
-
-
-@dataclass(slots=True)
-class Runtime:
-    """What an invocation needs from its engine (so the driver never imports the engine)."""
-
-    store: Store
-    serde: Serde
-    clock: Clock
-    owner: str
-    lease_time: float
-    logger: Any
-    workflows: Mapping[str, Workflow[Any]]
-    on_finished: Callable[[str], None]
-    purge_interval: float = 60.0
-    poll_interval: float = 0.2
-
-
-class Fiber:
-    """One coroutine the driver steps: the workflow itself or a child context."""
-
-    __slots__ = ("cancelled", "children", "coro", "ctx", "outcome", "parent", "parent_op", "scopes")
-
-    def __init__(
-        self,
-        coro: Coroutine[Any, Any, Any],
-        ctx: DurableContext,
-        parent: Fiber | None = None,
-        parent_op: Operation[Any] | None = None,
-    ) -> None:
-        self.coro = coro
-        self.ctx = ctx
-        self.outcome: Outcome | None = None
-        self.parent = parent
-        """The fiber waiting for this one (``None`` for the workflow itself)."""
-        self.parent_op = parent_op
-        """The operation of ``parent`` that started this child context."""
-        self.children: list[Fiber] = []
-        self.scopes: set[anyio.CancelScope] = set()
-        self.cancelled = False
-
-    @property
-    def done(self) -> bool:
-        """The coroutine returned or raised."""
-        return self.outcome is not None
 
 
 class Invocation:
@@ -296,7 +249,7 @@ class Invocation:
         if len(queued) == 1 and self._inline_ok:
             fiber, op, work, _ = queued[0]
             try:
-                payload = await _InOwnContext(work)
+                payload = await InOwnContext(work)
             except anyio.get_cancelled_exc_class():
                 if cancelled_by_us():
                     raise
@@ -389,7 +342,7 @@ class Invocation:
         if self.row.deadline is not None and self.now() >= self.row.deadline:
             await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error())
             return
-        if any(r.kind in _INBOX_KINDS and not r.done for r in self.state.ops.values()):
+        if any(r.kind in INBOX_KINDS and not r.done for r in self.state.ops.values()):
             self._inbox_requested = True
         root = self._root_fiber(workflow)
         await self._loop(root)
@@ -412,7 +365,7 @@ class Invocation:
         workflow = self.rt.workflows[self.row.workflow]
         while True:
             if self._inbox_requested:
-                await self._collect_inbox()
+                await collect_inbox(self)
             self._step_ready()
             if self.row.deadline is not None and self.now() >= self.row.deadline:
                 await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error())
@@ -449,48 +402,7 @@ class Invocation:
             self._collect()
 
     def _awaits_inbox(self) -> bool:
-        return any(op.kind in _INBOX_KINDS for op, _ in self._blocked.values())
-
-    async def _collect_inbox(self) -> None:
-        """Record the callback answers and expiries waiting in the store (durably)."""
-        self._inbox_requested = False
-        self._last_inbox = time.monotonic()
-        now = self.now()
-        for row in await self.rt.store.collect_callbacks(self.lease, now=now):
-            op_id = row.operation_id
-            if row.status == CallbackStatus.PENDING:
-                self.callback_deadlines[op_id] = _earliest(row.timeout_at, row.heartbeat_at)
-                continue
-            self._delivered.append(row.callback_id)
-            self.callback_deadlines.pop(op_id, None)
-            record = self.state.ops.get(op_id)
-            if record is None or record.done:
-                continue
-            event_type, error = _CALLBACK_OUTCOME[row.status], row.error
-            if record.kind == "ChainedInvoke":
-                event_type = _INVOKE_OUTCOME[row.status]
-                if row.status == CallbackStatus.TIMED_OUT and record.child_id is not None:
-                    error = await self._stop_overdue_child(record.child_id, row.timeout_at, now)
-            self.record(
-                Event(
-                    t=event_type,
-                    ts=now,
-                    id=op_id,
-                    st=record.sub_type,
-                    name=record.name,
-                    parent=record.parent,
-                    result=row.result,
-                    error=error,
-                )
-            )
-        for fiber, (op, _) in list(self._blocked.items()):
-            if op.kind in _INBOX_KINDS:
-                del self._blocked[fiber]
-                outcome = self._guard(fiber, functools.partial(op.resolve, self, fiber))
-                if outcome is not None:
-                    self._held.append((fiber, outcome))
-        # recorded answers are read from the state by fibers not blocked yet: commit first
-        await self._flush()
+        return any(op.kind in INBOX_KINDS for op, _ in self._blocked.values())
 
     def _collect(self) -> None:
         """Turn finished work and due timers into outcomes (held until committed)."""
@@ -559,7 +471,7 @@ class Invocation:
                 return
             if not isinstance(yielded, Operation):
                 self._fatal = NonDurableAwaitError(
-                    f"workflow {self.row.workflow!r} awaited {_describe_awaited(yielded)}, "
+                    f"workflow {self.row.workflow!r} awaited {describe_awaited(yielded)}, "
                     "which is not a durable operation. Workflows may only await ctx "
                     "primitives; wrap I/O, sleeps and other awaits in ctx.step(...) or use "
                     "ctx.wait(...) for delays."
@@ -588,42 +500,6 @@ class Invocation:
                 self._hold = False
                 self._held.append((fiber, outcome))
                 return
-
-    async def _stop_overdue_child(
-        self, child_id: str, timeout_at: float | None, now: float
-    ) -> ErrorInfo:
-        """An invoke timed out: the parent stops waiting, and the child stops running."""
-        record = self.state.ops
-        limit = ""
-        for op in record.values():
-            if op.child_id == child_id and timeout_at is not None:
-                limit = f" within {timeout_at - op.started_ts:g} s"
-        error = ErrorInfo(
-            type="Invoke.Timeout",
-            message=f"child execution {child_id!r} did not finish{limit}; it was stopped",
-        )
-        stopped = Event(t=EventType.EXECUTION_STOPPED, ts=now, error=error)
-        await self.rt.store.stop(child_id, now=now, error=error, event=encode_event(stopped))
-        return error
-
-    async def _stop_orphaned_children(self, now: float) -> None:
-        """Children nobody awaits any more (a cancelled branch, a failed parent) are stopped."""
-        for record in self.state.ops.values():
-            if record.kind != "ChainedInvoke" or record.done or record.child_id is None:
-                continue
-            error = ErrorInfo(
-                type="ExecutionStopped",
-                message=f"its parent execution {self.execution_id!r} ended",
-            )
-            stopped = Event(t=EventType.EXECUTION_STOPPED, ts=now, error=error)
-            try:
-                await self.rt.store.stop(
-                    record.child_id, now=now, error=error, event=encode_event(stopped)
-                )
-            except DurableError as exc:  # best effort: the parent's end is already durable
-                self.logger.warning(
-                    "could not stop a child execution", child=record.child_id, error=str(exc)
-                )
 
     def _finish_fiber(self, fiber: Fiber, outcome: Outcome) -> None:
         fiber.outcome = outcome
@@ -669,7 +545,7 @@ class Invocation:
         self.record(Event(t=event_type, ts=now, result=result, error=error))
         self._finishing = Finish(status=status.value, result=result, error=error)
         await self._flush(finish=self._finishing)
-        await self._stop_orphaned_children(now)
+        await stop_orphaned_children(self, now)
         self.rt.on_finished(self.execution_id)
 
     async def _flush(
@@ -750,63 +626,9 @@ class Invocation:
             )
 
 
-class _InOwnContext:
-    """Await a coroutine in a copy of the current context, without a task of its own.
-
-    An attempt awaited inline must not see (or leave behind) context variables of the driver
-    or of earlier attempts, exactly as if it ran in its own task.
-    """
-
-    __slots__ = ("_coro", "_run")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
-        self._coro = coro
-        self._run = contextvars.copy_context().run
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        run, send, throw = self._run, self._coro.send, self._coro.throw
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                yielded = run(send, value) if error is None else run(throw, error)
-            except StopIteration as stop:
-                return stop.value
-            try:
-                value, error = (yield yielded), None
-            except BaseException as exc:  # thrown in by the event loop (e.g. cancellation)
-                value, error = None, exc
-
-
 _STATUS_OF_FINAL: dict[str, ExecutionStatus] = {
     EventType.EXECUTION_SUCCEEDED: ExecutionStatus.SUCCEEDED,
     EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
     EventType.EXECUTION_STOPPED: ExecutionStatus.STOPPED,
     EventType.EXECUTION_TIMED_OUT: ExecutionStatus.TIMED_OUT,
 }
-
-_INBOX_KINDS = ("Callback", "ChainedInvoke")
-"""Operations whose outcome arrives through the callback inbox."""
-
-_INVOKE_OUTCOME = {
-    CallbackStatus.SUCCEEDED: EventType.CHAINED_INVOKE_SUCCEEDED,
-    CallbackStatus.FAILED: EventType.CHAINED_INVOKE_FAILED,
-    CallbackStatus.TIMED_OUT: EventType.CHAINED_INVOKE_FAILED,
-}
-
-_CALLBACK_OUTCOME = {
-    CallbackStatus.SUCCEEDED: EventType.CALLBACK_SUCCEEDED,
-    CallbackStatus.FAILED: EventType.CALLBACK_FAILED,
-    CallbackStatus.TIMED_OUT: EventType.CALLBACK_TIMED_OUT,
-}
-
-
-def _earliest(*times: float | None) -> float | None:
-    known = [t for t in times if t is not None]
-    return min(known) if known else None
-
-
-def _describe_awaited(obj: object) -> str:
-    if obj is None:
-        return "a bare yield (e.g. asyncio.sleep(0))"
-    return f"a {type(obj).__module__}.{type(obj).__qualname__}"
