@@ -49,7 +49,7 @@ def build(db: str, marks: str, skew: float) -> Engine:
     async def slow(label: str) -> str:
         mark(f"{label} started")
         if os.environ.get("CRASH_APP_HANG") == label:
-            await anyio.sleep(3600)  # the test kills the process here
+            await anyio.sleep_forever()  # the test kills the process here
         mark(f"{label} finished")
         return f"{label} done"
 

@@ -419,11 +419,9 @@ async def test_awaiting_results_leaves_no_waiters_behind() -> None:
             handle = await engine.start(quick, i)
             assert await handle.result() == i
             assert await handle.result() == i  # already finished: read, not awaited
+        slow = await engine.start(slow_one)
         with pytest.raises(TimeoutError):
-            await engine.start(slow_one)
-            await engine.handle((await engine.list(workflow="slow_one"))[0].execution_id).result(
-                timeout=0.01
-            )
+            await slow.result(timeout=0.01)  # the waiter gives up: it must not stay behind
         assert engine._finished == {}
         assert engine._waiting == {}
 
