@@ -30,21 +30,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import shlex
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import _enginelog
-from _machine import print_machine
 from bench_steps import (
     RAW_COMMIT_ROWS,
     Figure,
     Workdir,
     check,
-    choose_directory,
     expected_sum,
     fmt,
     measure,
@@ -52,6 +47,7 @@ from bench_steps import (
     ratio,
     raw_commits,
     sequential_steps,
+    session,
 )
 
 from durable import Engine
@@ -192,24 +188,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    _enginelog.capture()
-    path, why = choose_directory(args.dir)
-    print_machine(path)
-    print(f"command     {shlex.join(sys.orig_argv)}")
-    print(f"databases   {path} ({why})")
-    print()
-    began = time.perf_counter()
-    try:
+    with session(args.dir, keep=args.keep) as path:
         figures, ratios, sweep = run(Workdir(path), args)
-    finally:
-        if not args.keep:
-            shutil.rmtree(path, ignore_errors=True)
-    print_table(figures, ratios)
-    if sweep:
-        print_sweep(sweep, figures[0])
-    print()
-    _enginelog.print_counts()
-    print(f"\ntotal time {time.perf_counter() - began:.1f} s")
+        print_table(figures, ratios)
+        if sweep:
+            print_sweep(sweep, figures[0])
 
 
 if __name__ == "__main__":

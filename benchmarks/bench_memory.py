@@ -39,16 +39,12 @@ import argparse
 import asyncio
 import gc
 import inspect
-import shlex
-import shutil
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
-import _enginelog
-from _machine import print_machine
-from bench_steps import choose_directory
+from bench_steps import session
 
 from durable import DurableContext, Engine, ExecutionStatus
 
@@ -216,21 +212,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    _enginelog.capture()
-    path, why = choose_directory(args.dir)
-    print_machine(path)
-    print(f"command     {shlex.join(sys.orig_argv)}")
-    print(f"databases   {path} ({why})")
-    print()
-    began = time.perf_counter()
-    try:
+    with session(args.dir, keep=args.keep) as path:
         asyncio.run(measure(path / "m1.db", args.n, args.batch))
-    finally:
-        if not args.keep:
-            shutil.rmtree(path, ignore_errors=True)
-    print()
-    _enginelog.print_counts()
-    print(f"\ntotal time {time.perf_counter() - began:.1f} s")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import shlex
@@ -34,7 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -441,6 +442,31 @@ def choose_directory(requested: str | None) -> tuple[Path, str]:
     return Path(tempfile.mkdtemp(prefix="durable-bench-", dir=base)), why
 
 
+@contextlib.contextmanager
+def session(requested: str | None, *, keep: bool, capture_logs: bool = True) -> Iterator[Path]:
+    """A benchmark run: its directory, the machine and command printed first; afterwards the
+    directory removed (unless ``keep``), the engine's log counts and the total time."""
+    import _enginelog
+
+    if capture_logs:
+        _enginelog.capture()
+    path, why = choose_directory(requested)
+    print_machine(path)
+    print(f"command     {shlex.join(sys.orig_argv)}")
+    print(f"databases   {path} ({why})")
+    print()
+    began = time.perf_counter()
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+    print()
+    if capture_logs:
+        _enginelog.print_counts()
+    print(f"\ntotal time {time.perf_counter() - began:.1f} s")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Step and replay throughput of durable.")
     parser.add_argument("--steps", type=int, default=2000, help="S1: steps in the workflow")
@@ -459,19 +485,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    path, why = choose_directory(args.dir)
-    print_machine(path)
-    print(f"command     {shlex.join(sys.orig_argv)}")
-    print(f"databases   {path} ({why})")
-    print()
-    began = time.perf_counter()
-    try:
+    with session(args.dir, keep=args.keep, capture_logs=False) as path:
         figures, ratios = run(Workdir(path), args)
-    finally:
-        if not args.keep:
-            shutil.rmtree(path, ignore_errors=True)
-    print_table(figures, ratios)
-    print(f"\ntotal time {time.perf_counter() - began:.1f} s")
+        print_table(figures, ratios)
 
 
 if __name__ == "__main__":

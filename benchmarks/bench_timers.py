@@ -39,17 +39,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import shlex
-import shutil
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import _enginelog
-from _machine import print_machine
-from bench_steps import choose_directory
+from bench_steps import session
 
 from durable import DurableContext, Engine
 
@@ -222,22 +218,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    _enginelog.capture()
-    path, why = choose_directory(args.dir)
-    print_machine(path)
-    print(f"command     {shlex.join(sys.orig_argv)}")
-    print(f"databases   {path} ({why})")
-    print()
-    began = time.perf_counter()
-    try:
+    with session(args.dir, keep=args.keep) as path:
         runs = [asyncio.run(measure(path / f"l1-{i}.db", args)) for i in range(args.repeat)]
-    finally:
-        if not args.keep:
-            shutil.rmtree(path, ignore_errors=True)
-    print_runs(runs, args)
-    print()
-    _enginelog.print_counts()
-    print(f"\ntotal time {time.perf_counter() - began:.1f} s")
+        print_runs(runs, args)
 
 
 if __name__ == "__main__":
