@@ -16,7 +16,7 @@ __all__ = ["main"]
 def _build() -> Any:
     import click
 
-    from durable.cli import _inspect, _ops, _worker
+    from durable.cli import _inspect, _ops, _ui, _worker
     from durable.cli._common import db_option, run
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +35,7 @@ def _build() -> Any:
     _inspect.register(cli)
     _ops.register(cli)
     _worker.register(cli)
+    _ui.register(cli)
     return cli
 
 
