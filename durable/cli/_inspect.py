@@ -489,30 +489,35 @@ class _Shown:
     callbacks: dict[str, CallbackRow]
 
 
+async def gather_shown(engine: Engine, execution_id: str) -> _Shown:
+    """Everything ``show`` (and the web UI's execution page) displays, read from ``engine``."""
+    execution = await engine.get(execution_id)
+    events = await engine.history(execution_id)
+    children = await engine.list(parent_id=execution_id, limit=1000)
+    row = await engine.store.get_execution(execution_id)
+    callbacks: dict[str, CallbackRow] = {}
+    if execution.status is ExecutionStatus.RUNNING:
+        answered = {e.id for e in events if e.event_type in _CALLBACK_OUTCOMES}
+        for event in events:
+            callback_id = event.details.get("callback_id")
+            if event.event_type != "CallbackStarted" or event.id in answered:
+                continue
+            if isinstance(callback_id, str):
+                callback = await engine.store.get_callback(callback_id)
+                if callback is not None:
+                    callbacks[callback_id] = callback
+        known = {c.execution_id for c in children}
+        for event in events:
+            child_id = event.details.get("child_execution_id")
+            if isinstance(child_id, str) and child_id not in known:
+                with contextlib.suppress(DurableError):
+                    children.append(await engine.get(child_id))
+    return _Shown(execution, events, children, row, callbacks)
+
+
 async def _gather(db: str, execution_id: str) -> _Shown:
     async with _open(db) as engine:
-        execution = await engine.get(execution_id)
-        events = await engine.history(execution_id)
-        children = await engine.list(parent_id=execution_id, limit=1000)
-        row = await engine.store.get_execution(execution_id)
-        callbacks: dict[str, CallbackRow] = {}
-        if execution.status is ExecutionStatus.RUNNING:
-            answered = {e.id for e in events if e.event_type in _CALLBACK_OUTCOMES}
-            for event in events:
-                callback_id = event.details.get("callback_id")
-                if event.event_type != "CallbackStarted" or event.id in answered:
-                    continue
-                if isinstance(callback_id, str):
-                    callback = await engine.store.get_callback(callback_id)
-                    if callback is not None:
-                        callbacks[callback_id] = callback
-            known = {c.execution_id for c in children}
-            for event in events:
-                child_id = event.details.get("child_execution_id")
-                if isinstance(child_id, str) and child_id not in known:
-                    with contextlib.suppress(DurableError):
-                        children.append(await engine.get(child_id))
-        return _Shown(execution, events, children, row, callbacks)
+        return await gather_shown(engine, execution_id)
 
 
 _FAILURES = (

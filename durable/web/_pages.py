@@ -11,9 +11,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from durable.cli._common import format_duration, format_time, preview
-from durable.cli._inspect import _CALLBACK_OUTCOMES, _error_line, _Explain, _operations, _walk
+from durable.cli._inspect import _error_line, _Explain, _operations, _walk, gather_shown
 from durable.errors import DurableError
-from durable.stores.base import CallbackRow
 from durable.types import Execution, ExecutionStatus
 from durable.web._api import engine_of, filters, status_of
 
@@ -133,24 +132,12 @@ async def execution_page(request: Request) -> HTMLResponse:
     engine = engine_of(request)
     execution_id = request.path_params["execution_id"]
     try:
-        ex = await engine.get(execution_id)
-        events = await engine.history(execution_id)
-        children = await engine.list(parent_id=execution_id, limit=1000)
-        stored = await engine.store.get_execution(execution_id)
-        callbacks: dict[str, CallbackRow] = {}
-        if ex.status is ExecutionStatus.RUNNING:
-            answered = {e.id for e in events if e.event_type in _CALLBACK_OUTCOMES}
-            for event in events:
-                callback_id = event.details.get("callback_id")
-                pending = event.event_type == "CallbackStarted" and event.id not in answered
-                if pending and isinstance(callback_id, str):
-                    row = await engine.store.get_callback(callback_id)
-                    if row is not None:
-                        callbacks[callback_id] = row
+        shown = await gather_shown(engine, execution_id)
     except DurableError as exc:
         return _error_page(request, exc)
+    ex, events, children = shown.execution, shown.events, shown.children
     now = engine.clock.now()
-    explain = _Explain(ex, {c.execution_id: c for c in children}, callbacks, stored, now)
+    explain = _Explain(ex, {c.execution_id: c for c in children}, shown.callbacks, shown.row, now)
     walked = [(op, guide, explain.view(op)) for op, guide in _walk(_operations(events))]
 
     head: list[tuple[str, str]] = [
