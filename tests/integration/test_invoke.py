@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from durable import (
+    Completion,
     DurableContext,
     Engine,
     ExecutionFailedError,
@@ -245,3 +246,31 @@ async def test_stop_while_a_step_runs_discards_its_result(make_engine: EngineFac
     assert after == []
     assert [e.event_type for e in history][-1] == "ExecutionStopped"
     assert "StepSucceeded" not in [e.event_type for e in history]
+
+
+async def test_a_parent_that_ends_stops_the_children_nobody_awaits(
+    make_engine: EngineFactory,
+) -> None:
+    clock = VirtualClock()
+    engine = make_engine(clock)
+    register(engine, [])
+
+    @engine.workflow
+    async def race(ctx: DurableContext) -> Any:
+        async def slow(c: DurableContext) -> Any:
+            return await c.invoke("ship", {"id": "slow"})  # waits an hour in the child
+
+        async def fast(c: DurableContext) -> str:
+            return "fast"
+
+        result = await ctx.parallel([slow, fast], completion=Completion.first_successful())
+        return result.get_results()
+
+    async with engine:
+        handle = await engine.start(race, execution_id="race")
+        assert await handle.result() == ["fast"]
+        [child] = await engine.list(parent_id="race")
+        history = await engine.history(child.execution_id)
+    assert child.status is ExecutionStatus.STOPPED  # not left running, orphaned
+    assert history[-1].event_type == "ExecutionStopped"
+    assert "race" in history[-1].details["error"].message
