@@ -23,15 +23,16 @@ __all__ = ["Operation", "Outcome", "Raise", "Value"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Value:
-    """Resume the workflow with this value."""
+    """Resume the workflow with this value (not frozen: one is made per replayed operation,
+    and frozen dataclasses cost twice as much to build)."""
 
     value: Any
     ts: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Raise:
     """Resume the workflow by raising this error."""
 
