@@ -192,7 +192,13 @@ def migrate(conn: sqlite3.Connection, path: str, synchronous: str) -> None:
     Nothing is written before the identity check passes, so a foreign file stays untouched.
     Runs on the connection's own thread; ``conn`` must be in autocommit mode.
     """
-    _check_identity(conn, path)
+    # Both facts must come from one snapshot: read apart, another process's migration can
+    # commit in between (tables seen, application_id not yet) and look like a foreign file.
+    conn.execute("BEGIN")
+    try:
+        _check_identity(conn, path)
+    finally:
+        conn.execute("COMMIT")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreError(f"cannot use WAL mode on {path} (journal mode stays {mode!r})")

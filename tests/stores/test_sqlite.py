@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing, contextmanager
@@ -856,3 +857,62 @@ async def test_a_refused_cancellation_fails_only_its_own_checkpoint(store: SQLit
         row = await store.get_execution(execution_id)
         assert row is not None
         assert row.next_seq == count
+
+
+async def test_opening_a_new_database_another_process_holds_waits_for_wal(
+    tmp_path: Path,
+) -> None:
+    # A second worker opening the same new file at the same moment: SQLite answers the WAL
+    # switch with the old journal mode while the other connection holds the file.
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN")
+    holder.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a shared lock
+    release = threading.Timer(0.2, holder.rollback)
+    release.start()
+    store = SQLiteStore(path)
+    try:
+        await store.open()
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        release.join()
+        holder.close()
+        await store.close()
+
+
+def test_the_identity_check_reads_one_snapshot(tmp_path: Path) -> None:
+    # Several workers opening a new file at once: another process's migration must not
+    # commit between reading application_id and looking for tables, or the file looks
+    # foreign ("holds other tables") to the slower one.
+    from durable.stores._sqlite_migrations import migrate
+
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    interleaved: list[str] = []
+
+    def other_process_migrates(statement: str) -> None:
+        if "sqlite_master" not in statement or interleaved:
+            return
+        other = sqlite3.connect(path, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            for ddl in MIGRATIONS[0]:
+                other.execute(ddl)
+            other.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            other.execute("PRAGMA user_version = 1")
+            other.execute("COMMIT")
+            interleaved.append("committed in between")
+        except sqlite3.OperationalError:
+            other.execute("ROLLBACK")
+            interleaved.append("kept out")
+        finally:
+            other.close()
+
+    conn.set_trace_callback(other_process_migrates)
+    try:
+        migrate(conn, str(path), "FULL")
+    finally:
+        conn.close()
+    assert interleaved == ["kept out"]
+    assert pragma(path, "user_version") == SCHEMA_VERSION
