@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import anyio
 
 from durable import Engine, ExecutionHandle, VirtualClock
 
@@ -26,3 +29,36 @@ async def drive(
         jumps.append(max(0.0, next_wake - clock.now()))
         clock.set(max(next_wake, clock.now()))
     raise AssertionError(f"execution did not finish within {max_jumps} clock jumps")
+
+
+async def advance_until(
+    engine: Engine, clock: VirtualClock, execution_id: str, done: Callable[[list[Any]], bool]
+) -> list[Any]:
+    """Jump the virtual clock from wake-up to wake-up until ``done(history)``; the history.
+
+    When the worker is still busy the loop gives it a moment (never a wait for a timer: the
+    clock only moves by jumping to the next wake-up).
+    """
+    history: list[Any] = []
+    for _ in range(1000):
+        await settle(engine)
+        history = await engine.history(execution_id)
+        if done(history):
+            return history
+        next_wake = await engine.store.next_wake_at(engine.owner)
+        if engine.worker.active or next_wake is None:
+            await anyio.sleep(0.01)
+            continue
+        clock.set(max(next_wake, clock.now()))
+    raise AssertionError(f"{execution_id} never got there: {history[-3:]}")
+
+
+def finished(history: list[Any]) -> bool:
+    """Whether a history ends with the execution's end."""
+    ends = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionStopped", "ExecutionTimedOut")
+    return bool(history) and history[-1].event_type in ends
+
+
+def has(event_type: str) -> Callable[[list[Any]], bool]:
+    """A ``done`` for :func:`advance_until`: the history holds an event of this type."""
+    return lambda history: any(e.event_type == event_type for e in history)

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 
 from durable import DurableContext, Engine, Jitter, RetryPolicy, VirtualClock
 from durable.cli._common import parse_duration
-from tests.helpers import settle
+from tests.helpers import advance_until, finished, has
 
 pytestmark = pytest.mark.slow
 
@@ -127,37 +126,6 @@ def _orders_engine(db: Path, clock: VirtualClock) -> Engine:
     return engine
 
 
-async def _advance_until(
-    engine: Engine, clock: VirtualClock, execution_id: str, done: Callable[[list[Any]], bool]
-) -> list[Any]:
-    """Jump the virtual clock from wake-up to wake-up until ``done(history)``.
-
-    Under CPU load ``settle`` may come back while an invocation is still starting or
-    finishing; then the worker gets a moment more (never a wait for a timer: the clock
-    only moves by jumping to the next wake-up).
-    """
-    for _ in range(1000):
-        await settle(engine)
-        history = await engine.history(execution_id)
-        if done(history):
-            return history
-        next_wake = await engine.store.next_wake_at(engine.owner)
-        if engine.worker.active or next_wake is None:
-            await anyio.sleep(0.01)
-            continue
-        clock.set(max(next_wake, clock.now()))
-    raise AssertionError(f"{execution_id} never got there: {history[-3:]}")
-
-
-def _finished(history: list[Any]) -> bool:
-    ends = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionStopped", "ExecutionTimedOut")
-    return history[-1].event_type in ends
-
-
-def _has(event_type: str) -> Callable[[list[Any]], bool]:
-    return lambda history: any(e.event_type == event_type for e in history)
-
-
 async def prepare_orders(db: Path) -> dict[str, str]:
     """o-1 SUCCEEDED (a retried step, a wait, a callback, a child), o-2 FAILED, o-3 RUNNING
     waiting for its approval callback, o-4 RUNNING waiting for its child's timer."""
@@ -167,19 +135,19 @@ async def prepare_orders(db: Path) -> dict[str, str]:
     async with engine:
         for order_id in ("o-1", "o-3", "o-4"):
             await engine.start("place_order", {"id": order_id}, execution_id=order_id)
-            history = await _advance_until(engine, clock, order_id, _has("CallbackStarted"))
+            history = await advance_until(engine, clock, order_id, has("CallbackStarted"))
             callback = next(e for e in history if e.event_type == "CallbackStarted")
             ids[f"{order_id} callback"] = callback.details["callback_id"]
             if order_id == "o-3":
                 continue
             await engine.send_callback_success(callback.details["callback_id"], {"by": "ann"})
-            history = await _advance_until(engine, clock, order_id, _has("ChainedInvokeStarted"))
+            history = await advance_until(engine, clock, order_id, has("ChainedInvokeStarted"))
             invoke = next(e for e in history if e.event_type == "ChainedInvokeStarted")
             ids[f"{order_id} child"] = invoke.details["child_execution_id"]
             if order_id == "o-1":
-                await _advance_until(engine, clock, order_id, _finished)
+                await advance_until(engine, clock, order_id, finished)
         await engine.start("refund", {"id": "o-2"}, execution_id="o-2")
-        await _advance_until(engine, clock, "o-2", _finished)
+        await advance_until(engine, clock, "o-2", finished)
     return ids
 
 
@@ -529,9 +497,9 @@ async def test_purge_deletes_old_finished_executions_only(tmp_path: Path) -> Non
 
         async with engine:
             await engine.start(done, None, execution_id=f"{label}-done")
-            await _advance_until(engine, clock, f"{label}-done", _finished)
+            await advance_until(engine, clock, f"{label}-done", finished)
             await engine.start(pending, None, execution_id=f"{label}-running")
-            await _advance_until(engine, clock, f"{label}-running", _has("WaitStarted"))
+            await advance_until(engine, clock, f"{label}-running", has("WaitStarted"))
 
     def ids() -> set[str]:
         return {row[0] for row in rows(durable("list", "--db", str(db), cwd=tmp_path).stdout)[1:]}

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ import pytest
 
 from durable import DurableContext, Engine, Jitter, RetryPolicy, VirtualClock
 from durable.web import create_app
-from tests.helpers import settle
+from tests.helpers import advance_until, finished, has, settle
 
 START = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 EVIL = "<script>alert('x')</script>"
@@ -62,32 +62,6 @@ def _engine(db: Path, clock: VirtualClock, *, worker: bool = True) -> Engine:
     return engine
 
 
-async def _advance_until(
-    engine: Engine, clock: VirtualClock, execution_id: str, done: Callable[[list[Any]], bool]
-) -> list[Any]:
-    """Jump the virtual clock from wake-up to wake-up until ``done(history)``."""
-    for _ in range(1000):
-        await settle(engine)
-        history = await engine.history(execution_id)
-        if done(history):
-            return history
-        next_wake = await engine.store.next_wake_at(engine.owner)
-        if engine.worker.active or next_wake is None:
-            await anyio.sleep(0.01)
-            continue
-        clock.set(max(next_wake, clock.now()))
-    raise AssertionError(f"{execution_id} never got there: {history[-3:]}")
-
-
-def _finished(history: list[Any]) -> bool:
-    ends = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionStopped", "ExecutionTimedOut")
-    return bool(history) and history[-1].event_type in ends
-
-
-def _has(event_type: str) -> Callable[[list[Any]], bool]:
-    return lambda history: any(e.event_type == event_type for e in history)
-
-
 async def _prepare(db: Path) -> dict[str, Any]:
     """o-1 SUCCEEDED (a retried step and a wait, ``<script>`` in its input), o-2 FAILED,
     o-3 RUNNING waiting on its callback."""
@@ -95,11 +69,11 @@ async def _prepare(db: Path) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     async with _engine(db, clock) as engine:
         await engine.start("place_order", {"id": "o-1", "note": EVIL}, execution_id="o-1")
-        await _advance_until(engine, clock, "o-1", _finished)
+        await advance_until(engine, clock, "o-1", finished)
         await engine.start("refund", {"id": "o-2"}, execution_id="o-2")
-        await _advance_until(engine, clock, "o-2", _finished)
+        await advance_until(engine, clock, "o-2", finished)
         await engine.start("approval", {"id": "o-3"}, execution_id="o-3")
-        history = await _advance_until(engine, clock, "o-3", _has("CallbackStarted"))
+        history = await advance_until(engine, clock, "o-3", has("CallbackStarted"))
         await settle(engine)
         started = next(e for e in history if e.event_type == "CallbackStarted")
         facts["callback"] = started.details["callback_id"]
@@ -333,7 +307,7 @@ async def test_api_callback_succeed_then_a_worker_finishes_it(
 
     clock = VirtualClock(facts["now"])
     async with _engine(db, clock) as worker:
-        await _advance_until(worker, clock, "o-3", _finished)
+        await advance_until(worker, clock, "o-3", finished)
 
     async with client(create_app(str(db))) as c:
         one = (await c.get("/api/executions/o-3")).json()
