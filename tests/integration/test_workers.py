@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -134,7 +135,12 @@ async def test_sigterm_lets_running_steps_finish_and_hands_over(tmp_path: Path) 
         await anyio.sleep(0.02)
     code, err = stop(first)  # mid-step: the step gets its grace period
     assert code == 0, err
-    assert "shutting down" in err
+    # stderr is not a terminal: structlog writes JSON lines
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    by_event = {entry["event"]: entry for entry in logged}
+    assert by_event["shutting down"]["signal"] == "SIGTERM"
+    assert "worker started" in by_event
+    assert "worker stopped" in by_event
     assert "worker stopped" in err
     async with Engine(str(db), worker=False) as client:
         history = await client.history(execution_id)
