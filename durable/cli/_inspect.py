@@ -391,20 +391,29 @@ class _Explain:
         text = f"{planned}; until {format_time(due)} UTC, {self.due(due)}"
         return _View("PENDING", "-", text, f"wait {op.label!r}, {self.due(due)}")
 
+    def _ended(self, op: _Op, parts: list[str], kind: str, *, width: int) -> _View | None:
+        """The view of a callback or invoke that has its outcome (``kind`` + Succeeded,
+        Failed or TimedOut), or ``None`` while it is still open."""
+        last = op.last
+        outcome = last.event_type.removeprefix(kind)
+        if outcome == "Succeeded":
+            parts.append(f"→ {preview(last.details.get('result'), 60)}")
+            return _View("SUCCEEDED", self._took(op), "; ".join(parts))
+        if outcome in ("Failed", "TimedOut"):
+            error = _error_line(last.details.get("error"), width)
+            words = "failed" if outcome == "Failed" else "timed out"
+            parts.append(f"{words}: {error}")
+            status = "FAILED" if outcome == "Failed" else "TIMED_OUT"
+            return _View(status, self._took(op), "; ".join(parts))
+        return None
+
     def _callback(self, op: _Op) -> _View:
         first = op.events[0].details
         callback_id = first.get("callback_id", "?")
         parts = [f"callback {callback_id}"]
-        last = op.last
-        if last.event_type == "CallbackSucceeded":
-            parts.append(f"→ {preview(last.details.get('result'), 60)}")
-            return _View("SUCCEEDED", self._took(op), "; ".join(parts))
-        if last.event_type == "CallbackFailed":
-            parts.append(f"failed: {_error_line(last.details.get('error'), 80)}")
-            return _View("FAILED", self._took(op), "; ".join(parts))
-        if last.event_type == "CallbackTimedOut":
-            parts.append(f"timed out: {_error_line(last.details.get('error'), 80)}")
-            return _View("TIMED_OUT", self._took(op), "; ".join(parts))
+        ended = self._ended(op, parts, "Callback", width=80)
+        if ended is not None:
+            return ended
         if not self.running:
             return _View(self.closed, "-", "; ".join(parts))
         created = op.start
@@ -439,13 +448,9 @@ class _Explain:
         first = op.events[0].details
         child_id = first.get("child_execution_id", "?")
         parts = [f"child {child_id} (workflow {first.get('function_name', '?')})"]
-        last = op.last
-        if last.event_type == "ChainedInvokeSucceeded":
-            parts.append(f"→ {preview(last.details.get('result'), 60)}")
-            return _View("SUCCEEDED", self._took(op), "; ".join(parts))
-        if last.event_type == "ChainedInvokeFailed":
-            parts.append(f"failed: {_error_line(last.details.get('error'), 100)}")
-            return _View("FAILED", self._took(op), "; ".join(parts))
+        ended = self._ended(op, parts, "ChainedInvoke", width=100)
+        if ended is not None:
+            return ended
         child = self.children.get(child_id)
         state = child.status.value if child is not None else "not found"
         parts.append(f"child {state}")
