@@ -342,7 +342,8 @@ class Invocation:
         if self.row.deadline is not None and self.now() >= self.row.deadline:
             await self._end(ExecutionStatus.TIMED_OUT, None, self._timeout_error())
             return
-        if any(r.kind in INBOX_KINDS and not r.done for r in self.state.ops.values()):
+        ops = self.state.ops
+        if any(not ops[op_id].done for op_id in self.state.inbox_ops):
             self._inbox_requested = True
         root = self._root_fiber(workflow)
         await self._loop(root)

@@ -165,7 +165,7 @@ def check_determinism(
 class ReplayState:
     """Per-operation records folded from a history, plus execution-level facts."""
 
-    __slots__ = ("final", "finished", "input", "invocations", "ops", "started_ts")
+    __slots__ = ("final", "finished", "inbox_ops", "input", "invocations", "ops", "started_ts")
 
     def __init__(self) -> None:
         self.ops: dict[str, OpRecord] = {}
@@ -174,6 +174,8 @@ class ReplayState:
         self.input: bytes | None = None
         self.finished: str | None = None
         self.final: Event | None = None
+        self.inbox_ops: list[str] = []
+        """Ids of the callback and invoke operations (their outcomes come via the inbox)."""
         """The ``Execution*`` event that ended the execution, if any."""
 
     @classmethod
@@ -219,6 +221,8 @@ class ReplayState:
                 recorded=recorded,
             )
             self.ops[event.id] = record
+            if kind in ("Callback", "ChainedInvoke"):
+                self.inbox_ops.append(event.id)
         t = event.t
         if t == _STEP_STARTED:
             record.status = OpStatus.STARTED
