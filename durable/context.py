@@ -20,7 +20,7 @@ from durable.errors import WorkflowNotFoundError
 from durable.events import SubType
 from durable.invoke import InvokeOp
 from durable.log import ReplayAwareLogger
-from durable.replay import operation_id
+from durable.replay import OperationIds
 from durable.step import StepOp
 from durable.types import Duration, RetryPolicy, StepSemantics, to_seconds
 from durable.wait import WaitOp
@@ -51,7 +51,7 @@ class DurableContext:
             return text
     """
 
-    __slots__ = ("_counter", "_inv", "_logger", "_rng", "_seed", "_time", "context_id")
+    __slots__ = ("_counter", "_ids", "_inv", "_logger", "_rng", "_seed", "_time", "context_id")
 
     def __init__(
         self, inv: Invocation, context_id: str | None, *, start_time: float, seed: int
@@ -60,6 +60,7 @@ class DurableContext:
         self.context_id = context_id
         """The operation id of this context (``None`` for the workflow itself)."""
         self._counter = 0
+        self._ids = OperationIds(context_id)
         self._time = start_time
         self._seed = seed
         self._rng: _random.Random | None = None  # seeding costs microseconds: made on first use
@@ -77,7 +78,7 @@ class DurableContext:
     @property
     def is_replaying(self) -> bool:
         """True while the code is re-running a part the history already recorded."""
-        record = self._inv.state.ops.get(operation_id(self.context_id, self._counter + 1))
+        record = self._inv.state.ops.get(self._ids(self._counter + 1))
         return record is not None and record.recorded
 
     @property
@@ -159,9 +160,10 @@ class DurableContext:
         """
         if not callable(fn):
             raise TypeError(f"ctx.step needs a function to run, got {fn!r}")
-        _check_retry(retry)
+        if retry is not None:
+            _check_retry(retry)
         seconds = None if timeout is None else to_seconds(timeout, what="step timeout")
-        return StepOp(self, fn, args, name=name, retry=retry, semantics=semantics, timeout=seconds)
+        return StepOp(self, fn, args, name, retry, semantics, seconds)
 
     def wait(self, duration: Duration, *, name: str | None = None) -> WaitOp:
         """Suspend the workflow for ``duration`` (a timedelta or seconds > 0), durably.

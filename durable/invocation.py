@@ -70,6 +70,9 @@ class Invocation:
         self.logger = rt.logger
         self.state = ReplayState.from_events(decode_events(events))
         self._rng: random.Random | None = None
+        self.current_ctx: DurableContext | None = None
+        """The context of the coroutine being advanced right now (replay fast paths check
+        that an operation is awaited by its own coroutine, inside the driver)."""
         self._next_seq = row.next_seq + 1
         self._pending: list[Event] = []
         self._ready: deque[tuple[Fiber, Outcome | None]] = deque()
@@ -450,7 +453,11 @@ class Invocation:
         while self._ready and self._fatal is None:
             fiber, outcome = self._ready.popleft()
             if not fiber.cancelled:
-                self._advance(fiber, outcome)
+                self.current_ctx = fiber.ctx
+                try:
+                    self._advance(fiber, outcome)
+                finally:
+                    self.current_ctx = None
 
     def _advance(self, fiber: Fiber, outcome: Outcome | None) -> None:
         coro = fiber.coro

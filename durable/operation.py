@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from durable.events import Event
-from durable.replay import OpRecord, check_determinism, operation_id
+from durable.replay import OpRecord, check_determinism
 
 if TYPE_CHECKING:
     from durable.context import DurableContext
@@ -72,7 +72,7 @@ class Operation(Generic[T]):
         if of is None:
             counter = ctx._counter = ctx._counter + 1
             self.counter = counter
-            self.op_id = operation_id(ctx.context_id, counter)
+            self.op_id = ctx._ids(counter)
         else:
             self.counter, self.op_id = of.counter, of.op_id
 

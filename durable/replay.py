@@ -23,6 +23,7 @@ __all__ = [
     "OpRecord",
     "OpStatus",
     "ReplayState",
+    "OperationIds",
     "check_determinism",
     "operation_id",
 ]
@@ -35,6 +36,23 @@ def operation_id(parent_id: str | None, counter: int) -> str:
     branches get the same ids on every replay.
     """
     return _blake2b(f"{parent_id or ''}:{counter}".encode(), digest_size=8).hexdigest()
+
+
+class OperationIds:
+    """:func:`operation_id` for one parent, a third cheaper per call: the hash state of the
+    ``"<parent>:"`` prefix is made once and copied (building a blake2b costs more than the
+    rest of a replayed step's bookkeeping)."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, parent_id: str | None) -> None:
+        self._prefix = _blake2b(f"{parent_id or ''}:".encode(), digest_size=8)
+
+    def __call__(self, counter: int) -> str:
+        """The id of the ``counter``-th operation of this parent."""
+        state = self._prefix.copy()
+        state.update(b"%d" % counter)
+        return state.hexdigest()
 
 
 class OpStatus(enum.Enum):
@@ -185,10 +203,25 @@ class ReplayState:
         apply = state.apply
         ops = state.ops
         succeeded = OpStatus.SUCCEEDED
+        started = OpStatus.STARTED
         for event in events:
             t = event.t
             # The bulk of any history is steps that started and succeeded: fold those two
             # inline (same result as apply(); apply() handles everything else).
+            if t == _STEP_STARTED and event.id not in ops:
+                op_id: str = event.id  # type: ignore[assignment]
+                ops[op_id] = OpRecord(
+                    op_id,
+                    "Step",
+                    event.st,
+                    event.name,
+                    event.parent,
+                    started,
+                    event.attempt or 1,
+                    True,
+                    started_ts=event.ts,
+                )
+                continue
             if t == _STEP_SUCCEEDED and event.next_delay is None:
                 record = ops.get(event.id)  # type: ignore[arg-type]
                 if record is not None and record.kind == "Step":

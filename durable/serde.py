@@ -21,6 +21,9 @@ from durable.errors import PayloadTooLargeError, SerializationError
 __all__ = ["DEFAULT_MAX_PAYLOAD", "Serde", "return_type", "input_type"]
 
 DEFAULT_MAX_PAYLOAD = 256 * 1024
+
+_RESULT_DECODERS_KEPT = 1024
+"""How many functions :meth:`Serde.result_decoder` remembers (then it starts over)."""
 """Default limit on one encoded value, in bytes (as AWS durable functions)."""
 
 
@@ -66,6 +69,22 @@ class Serde:
         self._return_types: weakref.WeakKeyDictionary[Callable[..., Any], Any] = (
             weakref.WeakKeyDictionary()
         )
+        self._result_decoders: dict[Callable[..., Any], msgspec.msgpack.Decoder[Any]] = {}
+
+    def result_decoder(self, fn: Callable[..., Any]) -> msgspec.msgpack.Decoder[Any]:
+        """The decoder for ``fn``'s annotated return type, in one dict lookup (replay calls it
+        once per recorded step). A plain dict, bounded: a weak one costs more than the decode,
+        and the few functions it keeps alive are dropped when it fills up."""
+        try:
+            return self._result_decoders[fn]
+        except (KeyError, TypeError):
+            pass
+        decoder = self.decoder(self.return_type(fn))
+        if len(self._result_decoders) >= _RESULT_DECODERS_KEPT:
+            self._result_decoders.clear()
+        with contextlib.suppress(TypeError):  # unhashable callables are simply not cached
+            self._result_decoders[fn] = decoder
+        return decoder
 
     def return_type(self, fn: Callable[..., Any]) -> Any:
         """:func:`return_type`, cached per function (resolving hints costs microseconds)."""

@@ -411,6 +411,64 @@ async def test_awaiting_a_non_durable_awaitable_fails_at_once(
     assert "ctx.step" in info.value.error.message
 
 
+async def test_an_operation_awaited_in_another_context_fails_even_once_recorded(
+    clock_engine: tuple[VirtualClock, Engine],
+) -> None:
+    _, engine = clock_engine
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> int:
+        charge = ctx.step(lambda: 5, name="charge")
+        await charge  # recorded: a replayed success must still not leak into a child
+
+        async def child(child_ctx: DurableContext) -> int:
+            return await charge
+
+        return await ctx.run_in_child_context(child, name="reuse")
+
+    async with engine:
+        handle = await engine.start(wf)
+        with pytest.raises(ExecutionFailedError) as info:
+            await handle.result()
+    assert info.value.error.type == "NonDurableAwaitError"
+    assert "different DurableContext" in info.value.error.message
+
+
+async def test_a_recorded_result_that_no_longer_fits_its_annotation_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock()
+    url = str(tmp_path / "annotation.db")
+
+    def produce_v1() -> str:
+        return "forty-two"
+
+    def produce_v2() -> int:
+        return 42
+
+    impl: list[Callable[[], Any]] = [produce_v1]
+    engine = Engine(url, clock=clock)
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> str:
+        try:
+            value = await ctx.step(impl[0], name="produce")  # replayed after the wait
+        except SerializationError as exc:
+            return exc.message
+        await ctx.wait(60)
+        return f"no error: {value!r}"
+
+    async with engine:
+        handle = await engine.start(wf, execution_id="a")
+        await settle(engine)
+        impl[0] = produce_v2  # deployed with a new return type while it waited
+        clock.advance(60)
+        message = await handle.result()
+    assert message == (
+        "result of step 'produce' does not match its annotation: Expected `int`, got `str`"
+    )
+
+
 async def test_changed_code_is_a_non_determinism_error_and_history_is_kept(
     tmp_path: Path,
 ) -> None:

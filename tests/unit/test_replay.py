@@ -6,7 +6,13 @@ import pytest
 
 from durable.errors import NonDeterministicError
 from durable.events import Event, EventType
-from durable.replay import OpStatus, ReplayState, check_determinism, operation_id
+from durable.replay import (
+    OperationIds,
+    OpStatus,
+    ReplayState,
+    check_determinism,
+    operation_id,
+)
 from durable.step import Done, Interrupted, Run, Sleep, decide
 from durable.types import ErrorInfo, StepSemantics
 
@@ -20,6 +26,33 @@ def test_operation_ids_depend_only_on_parent_and_counter() -> None:
     assert operation_id(None, 1) != operation_id(None, 2)
     assert operation_id("p", 1) != operation_id(None, 1)
     assert len(operation_id(None, 1)) == 16
+
+
+@pytest.mark.parametrize("parent", [None, "", "3f2a9c0e11b4d5e6", "ctx:with:colons"])
+def test_operation_ids_of_one_parent_are_the_same_ids(parent: str | None) -> None:
+    ids = OperationIds(parent)
+    for counter in (1, 2, 9, 10, 11, 12345):
+        assert ids(counter) == operation_id(parent, counter)
+    assert ids(1) == ids(1)  # the prefix state is copied, never consumed
+
+
+def test_the_inline_fold_of_steps_equals_folding_event_by_event() -> None:
+    err = ErrorInfo(type="ValueError", message="no")
+    events = [
+        Event(t=EventType.EXECUTION_STARTED, ts=1.0, input=b"\xc0"),
+        step_event(EventType.STEP_STARTED, "a", 2.0, attempt=1),
+        step_event(EventType.STEP_SUCCEEDED, "a", 3.0, attempt=1, result=b"\x01"),
+        step_event(EventType.STEP_STARTED, "b", 4.0),
+        step_event(EventType.STEP_FAILED, "b", 5.0, attempt=1, error=err, next_delay=2.0),
+        step_event(EventType.STEP_STARTED, "b", 7.0, attempt=2),
+        step_event(EventType.STEP_SUCCEEDED, "b", 8.0, attempt=2, result=b"\x02"),
+        step_event(EventType.STEP_STARTED, "c", 9.0, attempt=1),
+        Event(t=EventType.INVOCATION_COMPLETED, ts=9.5),
+    ]
+    one_by_one = ReplayState()
+    for event in events:
+        one_by_one.apply(event, recorded=True)
+    assert ReplayState.from_events(events).ops == one_by_one.ops
 
 
 def test_fold_tracks_attempts_retries_and_results() -> None:

@@ -54,3 +54,23 @@ def test_type_hints_are_read_from_functions() -> None:
     assert input_type(wf, 1) is Order
     assert return_type(untyped) is Any
     assert return_type(lambda: 1) is Any
+
+
+def test_result_decoders_follow_the_return_annotation_and_stay_bounded() -> None:
+    serde = Serde()
+
+    def make_order() -> Order:
+        return Order("o-1", 5)
+
+    data = serde.encode(make_order(), what="result")
+    assert serde.result_decoder(make_order).decode(data) == Order("o-1", 5)
+    assert serde.result_decoder(lambda: None).decode(data) == {"id": "o-1", "amount": 5}
+    makers = []
+    for n in range(3000):  # closures made per call: remembered, but never without bound
+
+        def maker(n: int = n) -> int:
+            return n
+
+        makers.append(maker)
+        assert serde.result_decoder(maker).decode(serde.encode(n, what="n")) == n
+    assert len(serde._result_decoders) <= 1024
