@@ -33,7 +33,7 @@ from durable.errors import (
     SerializationError,
     StoreError,
 )
-from durable.events import Event, EventType, decode_events, encode_event
+from durable.events import Event, EventType, encode_event
 from durable.fiber import Fiber, InOwnContext, Runtime, describe_awaited
 from durable.inbox import INBOX_KINDS, collect_inbox, stop_orphaned_children
 from durable.operation import Operation, Outcome, Raise, Value
@@ -68,7 +68,7 @@ class Invocation:
         self.serde: Serde = rt.serde
         self.clock: Clock = rt.clock
         self.logger = rt.logger
-        self.state = ReplayState.from_events(decode_events(events))
+        self.state = ReplayState.from_rows(events)
         self._rng: random.Random | None = None
         self.current_ctx: DurableContext | None = None
         """The context of the coroutine being advanced right now (replay fast paths check

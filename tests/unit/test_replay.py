@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from durable.errors import NonDeterministicError
-from durable.events import Event, EventType
+from durable.events import Event, EventType, encode_event
 from durable.replay import (
     OperationIds,
     OpStatus,
@@ -46,13 +46,20 @@ def test_the_inline_fold_of_steps_equals_folding_event_by_event() -> None:
         step_event(EventType.STEP_FAILED, "b", 5.0, attempt=1, error=err, next_delay=2.0),
         step_event(EventType.STEP_STARTED, "b", 7.0, attempt=2),
         step_event(EventType.STEP_SUCCEEDED, "b", 8.0, attempt=2, result=b"\x02"),
+        step_event(EventType.STEP_STARTED, "d", 8.5, attempt=1),  # two at once (parallel)
+        step_event(EventType.STEP_STARTED, "e", 8.6, attempt=1),
+        step_event(EventType.STEP_SUCCEEDED, "e", 8.7, attempt=1, result=b"\x03"),
+        step_event(EventType.STEP_SUCCEEDED, "d", 8.8, attempt=1, result=b"\x04"),
         step_event(EventType.STEP_STARTED, "c", 9.0, attempt=1),
         Event(t=EventType.INVOCATION_COMPLETED, ts=9.5),
     ]
-    one_by_one = ReplayState()
-    for event in events:
-        one_by_one.apply(event, recorded=True)
-    assert ReplayState.from_events(events).ops == one_by_one.ops
+    stored = [encode_event(event) for event in events]
+    for cut in range(len(events) + 1):  # a history may end anywhere, even inside a pair
+        one_by_one = ReplayState()
+        for event in events[:cut]:
+            one_by_one.apply(event, recorded=True)
+        assert ReplayState.from_events(events[:cut]).ops == one_by_one.ops
+        assert ReplayState.from_rows(stored[:cut]).ops == one_by_one.ops
 
 
 def test_fold_tracks_attempts_retries_and_results() -> None:
