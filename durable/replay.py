@@ -44,14 +44,16 @@ class OperationIds:
     ``"<parent>:"`` prefix is made once and copied (building a blake2b costs more than the
     rest of a replayed step's bookkeeping)."""
 
-    __slots__ = ("_prefix",)
+    __slots__ = ("prefix",)
 
     def __init__(self, parent_id: str | None) -> None:
-        self._prefix = _blake2b(f"{parent_id or ''}:".encode(), digest_size=8)
+        self.prefix = _blake2b(f"{parent_id or ''}:".encode(), digest_size=8)
+        """The hash state after the prefix: copy it, never update it (``ctx.step`` inlines
+        :meth:`__call__` with it)."""
 
     def __call__(self, counter: int) -> str:
         """The id of the ``counter``-th operation of this parent."""
-        state = self._prefix.copy()
+        state = self.prefix.copy()
         state.update(b"%d" % counter)
         return state.hexdigest()
 

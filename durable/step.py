@@ -188,7 +188,9 @@ class StepOp(Operation[T]):
         self.sub_type = self.default_sub_type
         counter = ctx._counter = ctx._counter + 1
         self.counter = counter
-        self.op_id = ctx._ids(counter)
+        id_state = ctx._ids.prefix.copy()  # ctx._ids(counter), inlined
+        id_state.update(b"%d" % counter)
+        self.op_id = id_state.hexdigest()
         self.fn = fn
         self.args = args
         self.retry = retry if retry is not None else DEFAULT_RETRY
