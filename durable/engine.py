@@ -483,10 +483,13 @@ class Engine:
         self._require_open()
         self._waiting[execution_id] = self._waiting.get(execution_id, 0) + 1
         try:
-            with anyio.fail_after(timeout):
+            # (no cancel scope at all without a timeout: entering one costs more than a step)
+            with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
                 while True:
                     # registered before the read: an end announced after it still wakes us
-                    event = self._finished.setdefault(execution_id, anyio.Event())
+                    event = self._finished.get(execution_id)
+                    if event is None:
+                        event = self._finished[execution_id] = anyio.Event()
                     row = await self.store.get_execution(execution_id)
                     if row is None:
                         raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")

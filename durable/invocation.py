@@ -82,6 +82,8 @@ class Invocation:
         self._arrivals: deque[tuple[Fiber, Operation[Any], Any]] = deque()
         self._arrived = anyio.Event()
         self._queued: list[tuple[Fiber, Operation[Any], Coroutine[Any, Any, Any], bool]] = []
+        self._durable_first = False
+        """A queued attempt wants the events recorded so far committed before it starts."""
         self._inline_ok = False
         self._held: list[tuple[Fiber, Outcome]] = []
         self._hold = False
@@ -209,6 +211,7 @@ class Invocation:
         """
         self._running += 1
         self._queued.append((fiber, op, work, durable_first))
+        self._durable_first = self._durable_first or durable_first
 
     def _spawn(self, fiber: Fiber, op: Operation[Any], work: Coroutine[Any, Any, Any]) -> None:
         scope = anyio.CancelScope()
@@ -246,11 +249,12 @@ class Invocation:
         )
 
     async def _start_queued(self) -> None:
-        if any(durable_first for *_, durable_first in self._queued):
+        if self._durable_first:
             await self._flush()  # AT_MOST_ONCE: the start is durable before the body runs
-        queued, self._queued = self._queued, []
+            self._durable_first = False
+        queued = self._queued
         if len(queued) == 1 and self._inline_ok:
-            fiber, op, work, _ = queued[0]
+            fiber, op, work, _ = queued.pop()  # (the list is kept: one less per step)
             try:
                 payload = await InOwnContext(work)
             except anyio.get_cancelled_exc_class():
@@ -264,6 +268,7 @@ class Invocation:
                 self._running -= 1
             self._arrivals.append((fiber, op, payload))
             return
+        self._queued = []
         for fiber, op, work, _ in queued:
             self._spawn(fiber, op, work)
 
@@ -586,10 +591,16 @@ class Invocation:
         await self.rt.store.commit(checkpoint)
         self._next_seq += len(events)
         self._pending.clear()
-        self._new_callbacks = []
-        self._delivered = []
-        self._new_children = []
-        self._cancelled = []
+        # Fresh lists only for those handed over with items (no store keeps them): most
+        # checkpoints have none, and four new lists per step are garbage-collector work.
+        if self._new_callbacks:
+            self._new_callbacks = []
+        if self._delivered:
+            self._delivered = []
+        if self._new_children:
+            self._new_children = []
+        if self._cancelled:
+            self._cancelled = []
         if release or finish is not None:
             self.ended = True
 

@@ -21,6 +21,7 @@ Every statement of a batch runs in one synchronous function on the connection's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import time
@@ -90,19 +91,20 @@ def _guarded(
 
 
 _Outcome = tuple[bool, Any]  # (succeeded, result or exception)
+_Job = Callable[[sqlite3.Connection], Any] | Checkpoint
+"""What one write does in a batch: a function of the connection, or a plain checkpoint
+(``commit_plain``, with no savepoint: it writes nothing unless its fence holds)."""
 
 
-def _apply_batch(
-    conn: sqlite3.Connection, path: str, writes: list[Callable[[sqlite3.Connection], Any]]
-) -> list[_Outcome]:
+def _apply_batch(conn: sqlite3.Connection, path: str, writes: list[_Job]) -> list[_Outcome]:
     outcomes: list[_Outcome] = []
     with sql.transaction(conn):
         for write in writes:
-            if isinstance(write, _PlainCommit):
+            if isinstance(write, Checkpoint):  # a plain one (see ``SQLiteStore.commit``)
                 # writes nothing unless its fence holds: no savepoint needed; a SQLite error
                 # here is the transaction's (the whole batch fails)
                 try:
-                    write(conn)
+                    sql.commit_plain(conn, write)
                     outcomes.append((True, None))
                 except LeaseLostError as exc:
                     outcomes.append((False, exc))
@@ -125,19 +127,9 @@ def _apply_batch(
     return outcomes
 
 
-@dataclass(frozen=True, slots=True)
-class _PlainCommit:
-    """A plain checkpoint (see ``commit_plain``), recognised by the batch writer."""
-
-    checkpoint: Checkpoint
-
-    def __call__(self, conn: sqlite3.Connection) -> None:
-        sql.commit_plain(conn, self.checkpoint)
-
-
 @dataclass(slots=True)
 class _Write:
-    fn: Callable[[sqlite3.Connection], Any]
+    fn: _Job
     future: asyncio.Future[Any]
 
 
@@ -186,6 +178,7 @@ class SQLiteStore:
         self._writer: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Write | None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the writer task's
         self._batches = 0  # transactions written; lets tests see group commit at work
 
     def __repr__(self) -> str:
@@ -236,7 +229,8 @@ class SQLiteStore:
             raise
         self._reader, self._writer = reader, writer
         self._queue = asyncio.Queue()
-        self._writer_task = asyncio.get_running_loop().create_task(
+        self._loop = asyncio.get_running_loop()
+        self._writer_task = self._loop.create_task(
             self._write_loop(self._queue, writer), name=f"durable-sqlite-writer {self.path}"
         )
 
@@ -245,7 +239,7 @@ class SQLiteStore:
         task, queue = self._writer_task, self._queue
         if task is None or queue is None:
             return
-        self._writer_task = self._queue = None
+        self._writer_task = self._queue = self._loop = None
         queue.put_nowait(None)
         try:
             await task
@@ -292,12 +286,16 @@ class SQLiteStore:
             else:
                 write.future.set_exception(value)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T | sql.RaiseAfterCommit]) -> T:
-        if self._queue is None:
+    def _submit(self, fn: _Job) -> asyncio.Future[Any]:
+        """Queue ``fn`` for the next batch; the future resolves once its batch committed."""
+        if self._queue is None or self._loop is None:
             raise StoreError(f"{self!r} is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put_nowait(_Write(fn, future))
-        return await future
+        return future
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T | sql.RaiseAfterCommit]) -> T:
+        return cast(T, await self._submit(fn))
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         if self._reader is None:
@@ -333,10 +331,10 @@ class SQLiteStore:
             LeaseLostError: the lease or the expected sequence does not match.
             StoreError: the transaction failed (every checkpoint in it failed too).
         """
-        if sql.is_plain(checkpoint):
-            await self._write(_PlainCommit(checkpoint))
+        if sql.is_plain(checkpoint):  # the hot path: awaits its future with no coroutine between
+            await self._submit(checkpoint)
         else:
-            await self._write(lambda conn: sql.commit(conn, checkpoint))
+            await self._write(functools.partial(sql.commit, cp=checkpoint))
 
     async def claim(
         self,
