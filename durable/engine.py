@@ -201,7 +201,17 @@ class Engine:
     # -- starting ----------------------------------------------------------------------
 
     def _resolve(self, workflow: Workflow[Any] | str) -> tuple[str, Workflow[Any] | None]:
-        name = workflow if isinstance(workflow, str) else workflow.name
+        if isinstance(workflow, str):
+            name = workflow
+        elif isinstance(workflow, Workflow):
+            name = workflow.name
+        else:
+            what = getattr(workflow, "__name__", None)
+            raise TypeError(
+                f"expected a workflow (what @engine.workflow returns) or its name, got "
+                f"{f'function {what!r}' if what else repr(workflow)}: decorate it with "
+                "@engine.workflow, or pass the name it was registered under"
+            )
         registered = self._workflows.get(name)
         if registered is None and self.is_worker:
             known = ", ".join(sorted(self._workflows)) or "none"

@@ -386,6 +386,13 @@ async def test_unknown_workflows_and_executions_are_typed_errors(
     async with engine:
         with pytest.raises(WorkflowNotFoundError, match="'nope'"):
             await engine.start("nope", {})
+
+        async def undecorated(ctx: DurableContext) -> None:
+            return None
+
+        with pytest.raises(TypeError, match=r"function 'undecorated'.*@engine\.workflow"):
+            await engine.start(undecorated)  # type: ignore[call-overload]
+        assert await engine.list() == []  # nothing was created
         with pytest.raises(ExecutionNotFoundError, match="'missing'"):
             await engine.get("missing")
         with pytest.raises(ExecutionNotFoundError):
