@@ -29,7 +29,7 @@ from durable.invocation import Runtime
 from durable.log import get_logger
 from durable.serde import DEFAULT_MAX_PAYLOAD, Serde
 from durable.stores import open_store
-from durable.stores.base import CallbackStatus, ExecutionRow, Lease, ListQuery, Store
+from durable.stores.base import CallbackStatus, ExecutionRow, Finish, Lease, ListQuery, Store
 from durable.types import Duration, ErrorInfo, Execution, ExecutionStatus, to_seconds
 from durable.worker import Worker, make_owner_id
 from durable.workflow import Workflow, WorkflowFn, new_execution
@@ -96,6 +96,7 @@ class Engine:
         self.logger = get_logger("durable", engine=self.owner)
         self._workflows: dict[str, Workflow[Any]] = {}
         self._finished: dict[str, anyio.Event] = {}
+        self._endings: dict[str, Finish] = {}  # announced ends, kept while someone waits
         self._waiting: dict[str, int] = {}
         self._runtime = Runtime(
             store=self.store,
@@ -484,10 +485,21 @@ class Engine:
 
     # -- waiting -----------------------------------------------------------------------
 
-    def _on_finished(self, execution_id: str) -> None:
+    def _on_finished(self, execution_id: str, finish: Finish | None = None) -> None:
         event = self._finished.pop(execution_id, None)
         if event is not None:
+            if finish is not None:  # what was just written: the waiters need not read it
+                self._endings[execution_id] = finish
             event.set()
+
+    def _outcome(self, status: ExecutionStatus, workflow: str, finish: Finish) -> Any:
+        """The result of a finished execution, or its error raised."""
+        if status is ExecutionStatus.SUCCEEDED:
+            assert finish.result is not None
+            wf = self._workflows.get(workflow)
+            return self._decode_lenient(finish.result, wf.result_type if wf else Any)
+        error = finish.error or ErrorInfo(type=status.value, message=status.value)
+        raise ExecutionFailedError(error, status=status.value)
 
     async def _result(self, execution_id: str, timeout: float | None) -> Any:
         self._require_open()
@@ -504,24 +516,24 @@ class Engine:
                     if row is None:
                         raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
                     status = ExecutionStatus(row.status)
-                    if status is ExecutionStatus.SUCCEEDED:
-                        assert row.result is not None
-                        wf = self._workflows.get(row.workflow)
-                        return self._decode_lenient(row.result, wf.result_type if wf else Any)
                     if status.finished:
-                        error = row.error or ErrorInfo(type=status.value, message=status.value)
-                        raise ExecutionFailedError(error, status=status.value)
+                        finish = Finish(status=row.status, result=row.result, error=row.error)
+                        return self._outcome(status, row.workflow, finish)
                     # Running here, its end is announced locally: the store is re-read only
                     # rarely (it may suspend and finish elsewhere). Otherwise every poll.
                     local = self.is_worker and execution_id in self.worker.active
                     with anyio.move_on_after(self._poll * (10 if local else 1)):
                         await event.wait()
+                    ending = self._endings.get(execution_id)
+                    if ending is not None:  # announced with what was written: no re-read
+                        return self._outcome(ExecutionStatus(ending.status), row.workflow, ending)
         finally:
             left = self._waiting.pop(execution_id) - 1
             if left:
                 self._waiting[execution_id] = left
             else:  # the last waiter leaves: nothing stays behind (timeouts, cancellation too)
                 self._finished.pop(execution_id, None)
+                self._endings.pop(execution_id, None)
 
     async def wait_idle(self) -> None:
         """Return once this worker runs nothing and nothing is due now (for tests).

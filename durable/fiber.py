@@ -15,7 +15,7 @@ import anyio
 
 from durable.clock import Clock
 from durable.serde import Serde
-from durable.stores.base import Store
+from durable.stores.base import Finish, Store
 from durable.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ class Runtime:
     lease_time: float
     logger: Any
     workflows: Mapping[str, Workflow[Any]]
-    on_finished: Callable[[str], None]
+    on_finished: Callable[[str, Finish | None], None]
+    """Announces an execution's end (with what was written, when known) to local waiters."""
     purge_interval: float = 60.0
     poll_interval: float = 0.2
 

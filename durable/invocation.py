@@ -333,7 +333,7 @@ class Invocation:
             status = _STATUS_OF_FINAL[final.t]
             self._finishing = Finish(status=status.value, result=final.result, error=final.error)
             await self._flush(finish=self._finishing)
-            self.rt.on_finished(self.execution_id)
+            self.rt.on_finished(self.execution_id, self._finishing)
             return
         workflow = self.rt.workflows.get(self.row.workflow)
         if workflow is None:
@@ -559,7 +559,7 @@ class Invocation:
         self._finishing = Finish(status=status.value, result=result, error=error)
         await self._flush(finish=self._finishing)
         await stop_orphaned_children(self, now)
-        self.rt.on_finished(self.execution_id)
+        self.rt.on_finished(self.execution_id, self._finishing)
 
     async def _flush(
         self, *, release: bool = False, wake_at: float | None = None, finish: Finish | None = None
@@ -614,7 +614,7 @@ class Invocation:
         """
         if self._finishing is not None:
             await self._flush(finish=self._finishing)
-            self.rt.on_finished(self.execution_id)
+            self.rt.on_finished(self.execution_id, self._finishing)
             return
         unlaunched = {op.op_id for _, op, _, _ in self._queued}
         for _, _, work, _ in self._queued:

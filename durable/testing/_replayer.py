@@ -202,7 +202,7 @@ async def _replay(
         lease_time=math.inf,
         logger=_NullLogger(),
         workflows=_Registry(registry),
-        on_finished=lambda _: None,
+        on_finished=lambda *_: None,
     )
     inv = _ReplayInvocation(rt, Lease(execution_id, _OWNER, 1), stored, encoded, strict=strict)
     await inv.run()
