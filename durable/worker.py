@@ -252,29 +252,31 @@ class Worker:
                 self._emptied.set()
 
     async def _renew_forever(self) -> None:
-        store, clock, rt = self.rt.store, self.rt.clock, self.rt
         while True:
-            await anyio.sleep(rt.lease_time / 3)
-            running = {
-                inv.lease: inv
-                for inv in self.active.values()
-                if isinstance(inv, Invocation) and not inv.ended
-            }
-            if not running:
+            await anyio.sleep(self.rt.lease_time / 3)
+            await self._renew_once()  # (its own frame: nothing of it stays alive while asleep)
+
+    async def _renew_once(self) -> None:
+        store, clock, rt = self.rt.store, self.rt.clock, self.rt
+        running = {
+            inv.lease: inv
+            for inv in self.active.values()
+            if isinstance(inv, Invocation) and not inv.ended
+        }
+        if not running:
+            return
+        try:
+            expires = clock.now() + rt.lease_time
+            lost = set(await store.renew(list(running), lease_expires=expires))
+        except StoreError as exc:
+            rt.logger.warning("lease renewal failed", error=str(exc))
+            return
+        for lease, invocation in running.items():
+            # A lease released meanwhile by its own invocation's last commit is not lost;
+            # only one still held by the same, unfinished invocation is.
+            if lease.execution_id not in lost or invocation.ended:
                 continue
-            try:
-                expires = clock.now() + rt.lease_time
-                lost = set(await store.renew(list(running), lease_expires=expires))
-            except StoreError as exc:
-                rt.logger.warning("lease renewal failed", error=str(exc))
+            if self.active.get(lease.execution_id) is not invocation:
                 continue
-            for lease, invocation in running.items():
-                # A lease released meanwhile by its own invocation's last commit is not lost;
-                # only one still held by the same, unfinished invocation is.
-                if lease.execution_id not in lost or invocation.ended:
-                    continue
-                if self.active.get(lease.execution_id) is not invocation:
-                    continue
-                rt.logger.warning("lease lost", execution_id=lease.execution_id)
-                invocation.abandon()  # another worker owns it: stop running its steps
-            del running
+            rt.logger.warning("lease lost", execution_id=lease.execution_id)
+            invocation.abandon()  # another worker owns it: stop running its steps
