@@ -2,8 +2,9 @@
 
 ``sqlite.py`` owns the connections, the writer task and error handling; this module holds
 what is plain SQL, each function called with a :class:`sqlite3.Connection` on that
-connection's own thread. The schema and its migrations are in ``_sqlite_migrations.py``
-(re-exported here).
+connection's own thread. The schema and its migrations are in ``_sqlite_migrations.py``,
+the statements on the callbacks table in ``_sqlite_callback_sql.py`` (both re-exported here
+where ``sqlite.py`` needs them).
 """
 
 from __future__ import annotations
@@ -11,14 +12,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
-
-import msgspec
 
 from durable.errors import ExecutionNotFoundError, LeaseLostError
 from durable.stores import _callbacks as cb
+from durable.stores import _sqlite_callback_sql as cbsql
 from durable.stores._filters import workflow_filter
+from durable.stores._sqlite_callback_sql import (
+    RaiseAfterCommit,
+    complete_callback,
+    heartbeat_callback,
+    select_callback,
+)
 from durable.stores._sqlite_migrations import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -34,7 +40,6 @@ from durable.stores.base import (
     ExecutionRow,
     Lease,
     ListQuery,
-    NewCallback,
     NewChild,
 )
 from durable.types import ErrorInfo, ExecutionStatus
@@ -96,26 +101,19 @@ _EXTEND = (
 )
 _APPEND = "UPDATE executions SET next_seq = ?, updated_at = ? WHERE execution_id = ?"
 
-_error_encoder = msgspec.msgpack.Encoder()
-_error_decoder = msgspec.msgpack.Decoder(ErrorInfo)
-
 
 def _to_row(values: tuple[Any, ...]) -> ExecutionRow:
     fields = dict(zip(_COLUMNS, values, strict=True))
     if fields["error"] is not None:
-        fields["error"] = _error_decoder.decode(fields["error"])
+        fields["error"] = cbsql.error_decoder.decode(fields["error"])
     return ExecutionRow(**fields)
 
 
 def _to_params(row: ExecutionRow) -> tuple[Any, ...]:
     values = [getattr(row, name) for name in _COLUMNS]
     if row.error is not None:
-        values[_COLUMNS.index("error")] = _error_encoder.encode(row.error)
+        values[_COLUMNS.index("error")] = cbsql.encode_error(row.error)
     return tuple(values)
-
-
-def _encode_error(error: ErrorInfo | None) -> bytes | None:
-    return None if error is None else _error_encoder.encode(error)
 
 
 @contextmanager
@@ -231,6 +229,20 @@ def create(
     return stored, True
 
 
+def _insert_children(conn: sqlite3.Connection, execution_id: str, children: list[NewChild]) -> None:
+    owners: dict[str, str] = {}
+    named = {c.row.parent_callback_id for c in children}
+    for callback_id in (i for i in named if i is not None):
+        found = conn.execute(
+            "SELECT execution_id FROM callbacks WHERE callback_id = ?", (callback_id,)
+        ).fetchone()
+        if found is not None:
+            owners[callback_id] = found[0]
+    cb.check_children(execution_id, children, owners)
+    for child in children:
+        create(conn, child.row, child.events)
+
+
 def _fence(conn: sqlite3.Connection, lease: Lease, first_seq: int | None) -> None:
     found = conn.execute(
         "SELECT lease_owner, lease_epoch, next_seq FROM executions WHERE execution_id = ?",
@@ -279,7 +291,7 @@ def commit_plain(conn: sqlite3.Connection, cp: Checkpoint) -> None:
     fence = (execution_id, lease.owner, lease.epoch, cp.first_seq - 1)
     head = (cp.first_seq - 1 + len(cp.events), cp.now)
     if cp.release:
-        wake_at = _release_wake_at(conn, execution_id, cp.wake_at, cp.now)
+        wake_at = cbsql.release_wake_at(conn, execution_id, cp.wake_at, cp.now)
         cursor = conn.execute(_FENCED_RELEASE, (*head, wake_at, *fence))
     elif cp.lease_expires is not None:
         cursor = conn.execute(_FENCED_EXTEND, (*head, cp.lease_expires, cp.lease_expires, *fence))
@@ -303,13 +315,13 @@ def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
     execution_id = cp.lease.execution_id
     _fence(conn, cp.lease, cp.first_seq)
     if cp.callbacks:
-        _insert_callbacks(conn, execution_id, cp.callbacks)
+        cbsql.insert_callbacks(conn, execution_id, cp.callbacks)
     if cp.children:
         _insert_children(conn, execution_id, cp.children)
     if cp.delivered:
-        _mark_delivered(conn, execution_id, cp.delivered)
+        cbsql.mark_delivered(conn, execution_id, cp.delivered)
     if cp.cancelled:
-        _cancel_for_operations(conn, execution_id, cp.cancelled, cp.now)
+        cbsql.cancel_for_operations(conn, execution_id, cp.cancelled, cp.now)
     conn.executemany(
         _INSERT_EVENTS,
         [(execution_id, seq, data) for seq, data in enumerate(cp.events, cp.first_seq)],
@@ -317,17 +329,17 @@ def commit(conn: sqlite3.Connection, cp: Checkpoint) -> None:
     head = (cp.first_seq - 1 + len(cp.events), cp.now)
     if cp.finish is not None:
         finish = cp.finish
-        error = _encode_error(finish.error)
+        error = cbsql.encode_error(finish.error)
         conn.execute(_FINISH, (*head, finish.status, finish.result, error, cp.now, execution_id))
-        _cancel_callbacks(conn, execution_id, cp.now)
+        cbsql.cancel_callbacks(conn, execution_id, cp.now)
         (parent_callback_id,) = conn.execute(
             "SELECT parent_callback_id FROM executions WHERE execution_id = ?", (execution_id,)
         ).fetchone()
         if parent_callback_id is not None:
             answer = cb.child_answer(execution_id, finish)
-            _answer_parent(conn, parent_callback_id, *answer, cp.now)
+            cbsql.answer_parent(conn, parent_callback_id, *answer, cp.now)
     elif cp.release:
-        wake_at = _release_wake_at(conn, execution_id, cp.wake_at, cp.now)
+        wake_at = cbsql.release_wake_at(conn, execution_id, cp.wake_at, cp.now)
         conn.execute(_RELEASE, (*head, wake_at, execution_id))
     elif cp.lease_expires is not None:
         conn.execute(_EXTEND, (*head, cp.lease_expires, cp.lease_expires, execution_id))
@@ -403,7 +415,7 @@ def release(conn: sqlite3.Connection, lease: Lease, wake_at: float | None, now: 
         "UPDATE executions SET lease_owner = NULL, lease_expires = NULL, wake_at = ?,"
         " updated_at = ? WHERE execution_id = ? AND lease_owner = ? AND lease_epoch = ?",
         (
-            _release_wake_at(conn, lease.execution_id, wake_at, now),
+            cbsql.release_wake_at(conn, lease.execution_id, wake_at, now),
             now,
             lease.execution_id,
             lease.owner,
@@ -425,261 +437,19 @@ def expire(conn: sqlite3.Connection, owners: list[str], now: float) -> int:
     return expired
 
 
-# --- callbacks ------------------------------------------------------------------------------
-
-_CALLBACK_COLUMNS = (
-    "callback_id", "execution_id", "operation_id", "status", "created_at", "timeout_at",
-    "heartbeat_timeout", "heartbeat_at", "result", "error", "completed_at", "delivered",
-)  # fmt: skip
-_SELECT_CALLBACK = f"SELECT {', '.join(_CALLBACK_COLUMNS)} FROM callbacks"
-_INSERT_CALLBACK = (
-    f"INSERT INTO callbacks ({', '.join(_CALLBACK_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_CALLBACK_COLUMNS))})"
-)
-_UPDATE_OUTCOME = (
-    "UPDATE callbacks SET status = ?, result = ?, error = ?, completed_at = ? WHERE callback_id = ?"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class RaiseAfterCommit:
-    """What a write returns to have its changes committed and ``error`` raised to its caller.
-
-    A callback found expired by ``complete``/``heartbeat`` stays ``TIMED_OUT`` although the
-    call itself fails; a plain exception would roll that back with the write's savepoint.
-    """
-
-    error: Exception
-
-
-def _to_callback(values: tuple[Any, ...]) -> CallbackRow:
-    fields = dict(zip(_CALLBACK_COLUMNS, values, strict=True))
-    if fields["error"] is not None:
-        fields["error"] = _error_decoder.decode(fields["error"])
-    fields["delivered"] = bool(fields["delivered"])
-    return CallbackRow(**fields)
-
-
-def _callback_params(row: CallbackRow) -> tuple[Any, ...]:
-    values = [getattr(row, name) for name in _CALLBACK_COLUMNS]
-    values[_CALLBACK_COLUMNS.index("error")] = _encode_error(row.error)
-    values[_CALLBACK_COLUMNS.index("delivered")] = int(row.delivered)
-    return tuple(values)
-
-
-def select_callback(conn: sqlite3.Connection, callback_id: str) -> CallbackRow | None:
-    """One callback, or ``None``."""
-    found = conn.execute(f"{_SELECT_CALLBACK} WHERE callback_id = ?", (callback_id,)).fetchone()
-    return None if found is None else _to_callback(found)
-
-
-def _insert_callbacks(conn: sqlite3.Connection, execution_id: str, news: list[NewCallback]) -> None:
-    # One primary-key probe per id: no IN list, so no limit on bound variables.
-    existing = [
-        new.callback_id
-        for new in news
-        if conn.execute(
-            "SELECT 1 FROM callbacks WHERE callback_id = ?", (new.callback_id,)
-        ).fetchone()
-    ]
-    cb.check_new(news, existing)
-    conn.executemany(
-        _INSERT_CALLBACK, [_callback_params(cb.new_row(execution_id, new)) for new in news]
-    )
-
-
-def _insert_children(conn: sqlite3.Connection, execution_id: str, children: list[NewChild]) -> None:
-    owners: dict[str, str] = {}
-    named = {c.row.parent_callback_id for c in children}
-    for callback_id in (i for i in named if i is not None):
-        found = conn.execute(
-            "SELECT execution_id FROM callbacks WHERE callback_id = ?", (callback_id,)
-        ).fetchone()
-        if found is not None:
-            owners[callback_id] = found[0]
-    cb.check_children(execution_id, children, owners)
-    for child in children:
-        create(conn, child.row, child.events)
-
-
-def _mark_delivered(conn: sqlite3.Connection, execution_id: str, ids: list[str]) -> None:
-    ids = list(dict.fromkeys(ids))
-    found: dict[str, tuple[str, str]] = {}
-    for callback_id in ids:
-        stored = conn.execute(
-            "SELECT execution_id, status FROM callbacks WHERE callback_id = ?", (callback_id,)
-        ).fetchone()
-        if stored is not None:
-            found[callback_id] = (stored[0], stored[1])
-    cb.check_delivered(execution_id, ids, found)
-    conn.executemany(
-        "UPDATE callbacks SET delivered = 1 WHERE callback_id = ?", [(i,) for i in ids]
-    )
-
-
-def _release_wake_at(
-    conn: sqlite3.Connection, execution_id: str, wake_at: float | None, now: float
-) -> float | None:
-    """``wake_at``, or ``now`` if earlier while an outcome waits to be delivered."""
-    waiting = conn.execute(
-        "SELECT 1 FROM callbacks WHERE execution_id = ? AND delivered = 0"
-        " AND status != 'PENDING' LIMIT 1",
-        (execution_id,),
-    ).fetchone()
-    if waiting is None:
-        return wake_at
-    return now if wake_at is None else min(wake_at, now)
-
-
-def _cancel_for_operations(
-    conn: sqlite3.Connection, execution_id: str, ids: list[str], now: float
-) -> None:
-    """Cancel the pending callbacks among ``ids`` whose operations ended without them.
-
-    Each operation's end is in the same checkpoint's events, so there is nothing left to
-    deliver: they are marked delivered and do not wake the execution on release.
-    """
-    found: dict[str, tuple[str, str]] = {}  # id -> (execution_id, operation_id)
-    for callback_id in dict.fromkeys(ids):  # one primary-key probe per id, as for delivered
-        stored = conn.execute(
-            "SELECT execution_id, operation_id FROM callbacks WHERE callback_id = ?",
-            (callback_id,),
-        ).fetchone()
-        if stored is not None:
-            found[callback_id] = (stored[0], stored[1])
-    cb.check_cancelled(execution_id, ids, {i: owner for i, (owner, _) in found.items()})
-    params = [
-        (
-            CallbackStatus.CANCELLED,
-            _encode_error(cb.operation_ended(operation_id)),
-            now,
-            callback_id,
-            CallbackStatus.PENDING,
-        )
-        for callback_id, (_, operation_id) in found.items()
-    ]
-    conn.executemany(
-        "UPDATE callbacks SET status = ?, error = ?, completed_at = ?, delivered = 1"
-        " WHERE callback_id = ? AND status = ?",
-        params,
-    )
-
-
-def _cancel_callbacks(conn: sqlite3.Connection, execution_id: str, now: float) -> None:
-    """Cancel the pending callbacks of an execution that has ended."""
-    conn.execute(
-        "UPDATE callbacks SET status = ?, completed_at = ? WHERE execution_id = ? AND status = ?",
-        (CallbackStatus.CANCELLED, now, execution_id, CallbackStatus.PENDING),
-    )
-
-
-def _answer_parent(
-    conn: sqlite3.Connection,
-    callback_id: str,
-    status: str,
-    result: bytes | None,
-    error: ErrorInfo | None,
-    now: float,
-) -> None:
-    """Answer a parent's callback with a child's end, as ``complete_callback`` would.
-
-    Nothing happens to a callback that is gone or no longer pending; one past its deadline
-    times out instead (so the outcome does not depend on whether the parent looked before
-    the child ended).
-    """
-    row = select_callback(conn, callback_id)
-    if row is None or row.status != CallbackStatus.PENDING or _expire(conn, row, now):
-        return
-    conn.execute(_UPDATE_OUTCOME, (status, result, _encode_error(error), now, callback_id))
-    _make_due(conn, row.execution_id, now)
-
-
-def _make_due(conn: sqlite3.Connection, execution_id: str, now: float) -> None:
-    """Let a suspended execution be claimed at ``now`` (a leased one sees it on release)."""
-    conn.execute(
-        "UPDATE executions SET wake_at = min(coalesce(wake_at, ?1), ?1)"
-        " WHERE execution_id = ?2 AND status = ?3 AND lease_owner IS NULL",
-        (now, execution_id, ExecutionStatus.RUNNING.value),
-    )
-
-
-def _expire(conn: sqlite3.Connection, row: CallbackRow, now: float) -> bool:
-    """Mark ``row`` (and the stored callback) ``TIMED_OUT`` if past a deadline; true if so."""
-    expired = cb.expiry(row, now)
-    if expired is None:
-        return False
-    row.status = CallbackStatus.TIMED_OUT
-    row.error, row.completed_at = expired
-    conn.execute(
-        _UPDATE_OUTCOME,
-        (row.status, row.result, _encode_error(row.error), row.completed_at, row.callback_id),
-    )
-    _make_due(conn, row.execution_id, now)
-    return True
-
-
-def _pending(conn: sqlite3.Connection, callback_id: str, now: float) -> CallbackRow:
-    """The callback if it is still pending at ``now``.
-
-    Raises:
-        CallbackNotFoundError: no such callback.
-        CallbackAlreadyCompletedError: it is not pending.
-    """
-    row = select_callback(conn, callback_id)
-    if row is None:
-        raise cb.not_found(callback_id)
-    if row.status != CallbackStatus.PENDING:
-        raise cb.not_pending(row)
-    return row
-
-
-def complete_callback(
-    conn: sqlite3.Connection,
-    callback_id: str,
-    status: str,
-    result: bytes | None,
-    error: ErrorInfo | None,
-    now: float,
-) -> CallbackRow | RaiseAfterCommit:
-    """Store an answer and make the execution due, or expire the callback and refuse."""
-    row = _pending(conn, callback_id, now)
-    if _expire(conn, row, now):
-        return RaiseAfterCommit(cb.timed_out(row))
-    row.status, row.result, row.error, row.completed_at = status, result, error, now
-    conn.execute(_UPDATE_OUTCOME, (status, result, _encode_error(error), now, callback_id))
-    _make_due(conn, row.execution_id, now)
-    return row
-
-
-def heartbeat_callback(
-    conn: sqlite3.Connection, callback_id: str, now: float
-) -> CallbackRow | RaiseAfterCommit:
-    """Push the heartbeat deadline of a pending callback, or expire it and refuse."""
-    row = _pending(conn, callback_id, now)
-    if _expire(conn, row, now):
-        return RaiseAfterCommit(cb.timed_out(row))
-    if row.heartbeat_timeout is not None:
-        row.heartbeat_at = now + row.heartbeat_timeout
-        conn.execute(
-            "UPDATE callbacks SET heartbeat_at = ? WHERE callback_id = ?",
-            (row.heartbeat_at, callback_id),
-        )
-    return row
-
-
 def collect_callbacks(conn: sqlite3.Connection, lease: Lease, now: float) -> list[CallbackRow]:
     """Expire due pending callbacks, then the undelivered ones oldest first (fenced)."""
     _fence(conn, lease, None)
     rows = [
-        _to_callback(found)
+        cbsql.to_callback(found)
         for found in conn.execute(
-            f"{_SELECT_CALLBACK} WHERE execution_id = ? AND delivered = 0"
+            f"{cbsql.SELECT_CALLBACK} WHERE execution_id = ? AND delivered = 0"
             " ORDER BY created_at, callback_id",
             (lease.execution_id,),
         )
     ]
     for row in rows:
-        _expire(conn, row, now)
+        cbsql.expire_callback(conn, row, now)
     return rows
 
 
@@ -742,16 +512,16 @@ def stop(
     if found[0] != ExecutionStatus.RUNNING:
         return []
     stopped = _running_tree(conn, execution_id)
-    encoded = _encode_error(error)
+    encoded = cbsql.encode_error(error)
     status = ExecutionStatus.STOPPED.value
     for eid, _, _ in stopped:
         conn.execute(_APPEND_NEXT_EVENT, (event, eid))
         conn.execute(_STOP, (status, encoded, now, now, eid))
-        _cancel_callbacks(conn, eid, now)
+        cbsql.cancel_callbacks(conn, eid, now)
     inside = {eid for eid, _, _ in stopped}
     for _, parent_id, parent_callback_id in stopped:
         if parent_callback_id is not None and parent_id not in inside:
-            _answer_parent(conn, parent_callback_id, CallbackStatus.FAILED, None, error, now)
+            cbsql.answer_parent(conn, parent_callback_id, CallbackStatus.FAILED, None, error, now)
     return [eid for eid, _, _ in stopped]
 
 
