@@ -33,6 +33,7 @@ from durable import (
     WorkflowNotFoundError,
 )
 from durable.stores import SQLiteStore
+from durable.types import ErrorInfo
 from tests.helpers import drive, settle
 
 EngineFactory = Callable[..., Engine]
@@ -57,6 +58,14 @@ async def clock_engine(make_engine: EngineFactory) -> AsyncIterator[tuple[Virtua
 
 def types_of(history: list[Any]) -> list[str]:
     return [event.event_type for event in history]
+
+
+async def error_of_run(engine: Engine, workflow: Any) -> ErrorInfo:
+    """Run ``workflow`` on ``engine`` (entered here) and return the error it failed with."""
+    async with engine:
+        with pytest.raises(ExecutionFailedError) as info:
+            await engine.run(workflow)
+    return info.value.error
 
 
 async def test_order_workflow_steps_retry_and_wait(
@@ -410,12 +419,9 @@ async def test_awaiting_a_non_durable_awaitable_fails_at_once(
     async def wf(ctx: DurableContext) -> None:
         await asyncio.sleep(0.01)  # any non-durable await: it fails at once
 
-    async with engine:
-        handle = await engine.start(wf)
-        with pytest.raises(ExecutionFailedError) as info:
-            await handle.result()
-    assert info.value.error.type == "NonDurableAwaitError"
-    assert "ctx.step" in info.value.error.message
+    error = await error_of_run(engine, wf)
+    assert error.type == "NonDurableAwaitError"
+    assert "ctx.step" in error.message
 
 
 async def test_an_operation_awaited_in_another_context_fails_even_once_recorded(
@@ -433,12 +439,9 @@ async def test_an_operation_awaited_in_another_context_fails_even_once_recorded(
 
         return await ctx.run_in_child_context(child, name="reuse")
 
-    async with engine:
-        handle = await engine.start(wf)
-        with pytest.raises(ExecutionFailedError) as info:
-            await handle.result()
-    assert info.value.error.type == "NonDurableAwaitError"
-    assert "different DurableContext" in info.value.error.message
+    error = await error_of_run(engine, wf)
+    assert error.type == "NonDurableAwaitError"
+    assert "different DurableContext" in error.message
 
 
 async def test_a_recorded_result_that_no_longer_fits_its_annotation_is_a_clear_error(
