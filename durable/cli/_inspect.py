@@ -129,32 +129,39 @@ def _print_list(executions: list[Execution[Any]]) -> None:
 # -- history ---------------------------------------------------------------------------
 
 
+def _short_preview(value: Any) -> str:
+    return preview(value, 60)
+
+
+def _due(value: Any) -> str:
+    return format_time(value, ms=True)
+
+
+_SUMMARY_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("attempt", "attempt", str),
+    ("next_attempt_delay", "next in", format_duration),
+    ("duration", "duration", format_duration),
+    ("scheduled_end", "due", _due),
+    ("callback_id", "callback", str),
+    ("timeout", "timeout", format_duration),
+    ("heartbeat_timeout", "heartbeat", format_duration),
+    ("function_name", "workflow", str),
+    ("child_execution_id", "child", str),
+    ("input", "input", _short_preview),
+    ("result", "result", _short_preview),
+)
+"""Detail key, its label in the summary, how its value is shown; in summary order."""
+
+
 def _event_summary(event: HistoryEvent) -> str:
     """The facts of one event in a few words."""
     d = event.details
-    parts: list[str] = []
-    if "attempt" in d:
-        parts.append(f"attempt {d['attempt']}")
-    if "next_attempt_delay" in d:
-        parts.append(f"next in {format_duration(d['next_attempt_delay'])}")
-    if "duration" in d:
-        parts.append(f"duration {format_duration(d['duration'])}")
-    if "scheduled_end" in d:
-        parts.append(f"due {format_time(d['scheduled_end'], ms=True)}")
-    if "callback_id" in d and event.event_type != "ChainedInvokeStarted":
-        parts.append(f"callback {d['callback_id']}")
-    if "timeout" in d:
-        parts.append(f"timeout {format_duration(d['timeout'])}")
-    if "heartbeat_timeout" in d:
-        parts.append(f"heartbeat {format_duration(d['heartbeat_timeout'])}")
-    if "function_name" in d:
-        parts.append(f"workflow {d['function_name']}")
-    if "child_execution_id" in d:
-        parts.append(f"child {d['child_execution_id']}")
-    if "input" in d:
-        parts.append(f"input {preview(d['input'], 60)}")
-    if "result" in d:
-        parts.append(f"result {preview(d['result'], 60)}")
+    parts = [
+        f"{label} {show(d[key])}"
+        for key, label, show in _SUMMARY_FIELDS
+        # a chained invoke's callback is internal: its child id says more
+        if key in d and not (key == "callback_id" and event.event_type == "ChainedInvokeStarted")
+    ]
     if "error" in d:
         parts.append(_error_line(d["error"], 100))
     return ", ".join(parts)

@@ -444,7 +444,9 @@ def test_history_is_a_table(orders: tuple[Path, dict[str, str]], tmp_path: Path)
     assert f"callback {ids['o-1 callback']}, timeout 7d" in line_with(
         result.stdout, "CallbackStarted"
     )
-    assert f"child {ids['o-1 child']}" in line_with(result.stdout, "ChainedInvokeStarted")
+    invoke = line_with(result.stdout, "ChainedInvokeStarted")
+    assert f"child {ids['o-1 child']}" in invoke
+    assert "callback " not in invoke  # its internal callback is not shown
 
 
 # -- stop --------------------------------------------------------------------------------
