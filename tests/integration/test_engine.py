@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,17 @@ async def clock_engine(make_engine: EngineFactory) -> AsyncIterator[tuple[Virtua
 
 def types_of(history: list[Any]) -> list[str]:
     return [event.event_type for event in history]
+
+
+def hanging_step() -> tuple[anyio.Event, Callable[[], Coroutine[Any, Any, None]]]:
+    """A step body that never returns, and the event set once it has started."""
+    started = anyio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await anyio.Event().wait()
+
+    return started, hangs
 
 
 async def error_of_run(engine: Engine, workflow: Any) -> ErrorInfo:
@@ -252,11 +263,7 @@ async def test_step_timeout_follows_the_engine_clock(
     clock_engine: tuple[VirtualClock, Engine],
 ) -> None:
     clock, engine = clock_engine
-    started = anyio.Event()
-
-    async def hangs() -> None:
-        started.set()
-        await anyio.Event().wait()
+    started, hangs = hanging_step()
 
     @engine.workflow
     async def wf(ctx: DurableContext) -> str:
@@ -709,11 +716,7 @@ async def test_workflow_timeout_fires_while_a_step_runs(
     clock_engine: tuple[VirtualClock, Engine],
 ) -> None:
     clock, engine = clock_engine
-    started = anyio.Event()
-
-    async def hangs() -> None:
-        started.set()
-        await anyio.Event().wait()
+    started, hangs = hanging_step()
 
     @engine.workflow(timeout=60)
     async def wf(ctx: DurableContext) -> None:
