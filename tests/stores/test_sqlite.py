@@ -64,6 +64,19 @@ def pragma(path: Path, name: str) -> int:
         return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
 
 
+@contextmanager
+def old_database(path: Path, version: int) -> Iterator[sqlite3.Connection]:
+    """A durable database at schema ``version``, as that release wrote it, open for the
+    caller to insert its data."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for script in MIGRATIONS[:version]:
+            for statement in script:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        yield conn
+
+
 async def test_data_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     first = SQLiteStore(path)
@@ -332,11 +345,7 @@ async def test_a_version_1_database_is_migrated_in_place_and_keeps_its_data(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "v1.db"
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for statement in MIGRATIONS[0]:  # the version-1 DDL, as the first release wrote it
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 1")
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    with old_database(path, 1) as conn:
         conn.execute(
             "INSERT INTO executions (execution_id, workflow, status, input, created_at,"
             " updated_at, seed, wake_at, next_seq) VALUES ('old', 'wf', 'RUNNING', x'90', 1.0,"
@@ -381,11 +390,7 @@ async def test_a_version_2_database_is_migrated_in_place_and_keeps_its_data(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "v2.db"
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):  # the version-2 DDL
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 2")
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    with old_database(path, 2) as conn:
         conn.execute(
             "INSERT INTO executions (execution_id, workflow, status, input, created_at,"
             " updated_at, seed, wake_at, next_seq, parent_id) VALUES ('old', 'wf', 'RUNNING',"
@@ -649,11 +654,7 @@ def table_counts(path: Path) -> dict[str, int]:
 
 async def test_a_version_3_database_is_migrated_in_place_and_purges(tmp_path: Path) -> None:
     path = tmp_path / "v3.db"
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for statement in (stmt for script in MIGRATIONS[:3] for stmt in script):  # version 3
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 3")
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    with old_database(path, 3) as conn:
         conn.executemany(
             "INSERT INTO executions (execution_id, workflow, status, input, created_at,"
             " updated_at, seed, ended_at, retention, next_seq) VALUES (?, 'wf', ?, x'90', 1.0,"
@@ -806,11 +807,7 @@ async def test_a_long_workflow_list_binds_no_in_list(store: SQLiteStore) -> None
 
 async def test_a_version_4_database_gets_the_workflow_wake_at_index(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for statement in (stmt for script in MIGRATIONS[:4] for stmt in script):  # version 4
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 4")
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    with old_database(path, 4) as conn:
         conn.executemany(
             "INSERT INTO executions (execution_id, workflow, status, input, created_at,"
             " updated_at, seed, wake_at) VALUES (?, ?, 'RUNNING', x'90', 1.0, 1.0, 7, ?)",
