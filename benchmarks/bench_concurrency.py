@@ -17,6 +17,8 @@ What it measures (every database is a fresh file with the engine's defaults, WAL
   the ``n * k`` steps; every step is checkpointed before its workflow moves on, and the
   execution's creation and its final commit are inside the timing too. Group commit lets the
   executions share fsyncs, so S2 can beat the raw rate by a wide margin.
+* **engine alone**: the S2 workload on a ``MemoryStore`` (no SQLite, nothing durable): the
+  ceiling of any store under this engine, and how much of S2's time is the store's.
 * **sweep** (``--sweep C1,C2,...``): the same workload at each concurrency ``C``: waves of
   ``C`` executions started at once and awaited, repeated until at least ``--min-steps`` steps
   ran (one wave when ``C * k`` is already that many), on a fresh file per point. This is
@@ -51,14 +53,20 @@ from bench_steps import (
 )
 
 from durable import Engine
+from durable.stores import MemoryStore
 
 DEFAULT_CONCURRENCY = 100  # the Engine's default
 DEFAULT_SWEEP = (1, 10, 50, 100, 200, 500)
 
 
-def make_engine(path: Path, concurrency: int) -> Engine:
-    """The engine's defaults, with a worker that admits ``concurrency`` invocations at once."""
-    engine = Engine(str(path), concurrency=max(DEFAULT_CONCURRENCY, concurrency))
+def make_engine(path: Path, concurrency: int, *, in_memory: bool = False) -> Engine:
+    """The engine's defaults, with a worker that admits ``concurrency`` invocations at once
+    (on a :class:`MemoryStore` when ``in_memory``)."""
+    engine = Engine(
+        str(path),
+        concurrency=max(DEFAULT_CONCURRENCY, concurrency),
+        store=MemoryStore() if in_memory else None,
+    )
     engine.workflow(sequential_steps)
     return engine
 
@@ -80,9 +88,11 @@ async def wave(engine: Engine, concurrency: int, steps: int) -> None:
             tg.create_task(one())
 
 
-async def concurrent_once(path: Path, concurrency: int, steps: int, waves: int = 1) -> float:
+async def concurrent_once(
+    path: Path, concurrency: int, steps: int, waves: int = 1, *, in_memory: bool = False
+) -> float:
     """Steps/s of ``waves`` waves of ``concurrency`` executions x ``steps`` steps."""
-    engine = make_engine(path, concurrency)
+    engine = make_engine(path, concurrency, in_memory=in_memory)
     async with engine:
         start = time.perf_counter()
         for _ in range(waves):
@@ -129,10 +139,17 @@ def run(
         repeat,
         lambda: asyncio.run(concurrent_once(work.fresh("s2"), n, k)),
     )
-    figures = [raw_commit, s2]
+    engine_alone = measure(
+        Figure("S2 engine alone: on MemoryStore, not durable", "steps/s"),
+        repeat,
+        lambda: asyncio.run(concurrent_once(work.fresh("s2-memory"), n, k, in_memory=True)),
+    )
+    figures = [raw_commit, s2, engine_alone]
     ratios = [
         ("S2 steps/s / raw commits/s", ratio(s2, raw_commit)),
+        ("engine alone steps/s / raw commits/s", ratio(engine_alone, raw_commit)),
         ("S2 time per step (median)", f"{1e6 / s2.median:,.1f} us"),
+        ("S2 of which the engine alone", f"{1e6 / engine_alone.median:,.1f} us"),
         ("raw time per commit (median)", f"{1e6 / raw_commit.median:,.0f} us"),
     ]
     sweep: list[SweepPoint] = []

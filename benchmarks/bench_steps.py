@@ -11,7 +11,8 @@ What it measures (every database is a fresh file in one directory on the disk it
   and reading back 100k msgpack-encoded ``StepSucceeded`` events in order and decoding them.
 * **S1**: one workflow running ``--steps`` trivial async steps one after the other, from
   ``engine.start`` to the result. Every step is checkpointed before the workflow moves on, so
-  the ceiling is the raw commit rate.
+  the ceiling is the raw commit rate. The same workflow on a ``MemoryStore`` (nothing durable)
+  is timed too: the engine alone, so the gap per step is what the store and its commits cost.
 * **S3**: replay. A workflow records ``--replay-steps`` steps and then suspends on a one-hour
   ``ctx.wait``. A new engine on a copy of that file, with a virtual clock set past the timer,
   picks the execution up, replays every step from the history and finishes it; timed from
@@ -45,7 +46,7 @@ from _machine import MEMORY_FILESYSTEMS, filesystem_of, print_machine
 from durable import DurableContext, Engine, VirtualClock
 from durable.events import Event, EventType, SubType, decode_events, encode_event
 from durable.replay import ReplayState, operation_id
-from durable.stores import SQLiteStore
+from durable.stores import MemoryStore, SQLiteStore, Store
 
 RAW_COMMIT_ROWS = 2_000
 RAW_BATCH_SIZE = 1_000
@@ -79,7 +80,7 @@ async def steps_then_wait(ctx: DurableContext, n: int) -> int:
 
 
 def make_engine(
-    path: Path, *, clock: VirtualClock | None = None, store: SQLiteStore | None = None
+    path: Path, *, clock: VirtualClock | None = None, store: Store | None = None
 ) -> Engine:
     engine = Engine(str(path), clock=clock, store=store)
     engine.workflow(sequential_steps)
@@ -229,9 +230,13 @@ def raw_read_decode(path: Path) -> float:
 # -- S1: sequential steps --------------------------------------------------------------------
 
 
-async def s1_once(path: Path, steps: int) -> float:
-    """Steps/s of one workflow, ``start()`` to result, on the engine's default store."""
-    engine = make_engine(path)
+async def s1_once(path: Path, steps: int, *, in_memory: bool = False) -> float:
+    """Steps/s of one workflow, ``start()`` to result, on the engine's default store.
+
+    ``in_memory`` runs it on a :class:`MemoryStore` instead: the engine alone, nothing
+    durable, so the difference per step is what the SQLite store and its commits cost.
+    """
+    engine = make_engine(path, store=MemoryStore() if in_memory else None)
     async with engine:
         start = time.perf_counter()
         result = await engine.run("sequential_steps", steps)
@@ -353,6 +358,11 @@ def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tup
         repeat,
         lambda: asyncio.run(s1_once(work.fresh("s1"), n)),
     )
+    s1_engine = measure(
+        Figure("S1 engine alone: on MemoryStore, not durable", "steps/s"),
+        repeat,
+        lambda: asyncio.run(s1_once(work.fresh("s1-memory"), n, in_memory=True)),
+    )
 
     progress(f"S3: recording {m:,} steps ...")
     master = work.fresh("s3-recorded")
@@ -398,13 +408,14 @@ def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tup
         lambda: count / timed(lambda: ReplayState.from_events(events)),
     )
 
-    figures = [raw_commit, raw_batch, raw_read, s1]
+    figures = [raw_commit, raw_batch, raw_read, s1, s1_engine]
     figures += [s3_events, s3_steps, s3_open, s3_load, s3_core, s3_decode, s3_fold]
     ratios = [
         ("S1 steps/s / raw commits/s", ratio(s1, raw_commit)),
         ("S3 events/s / raw read+decode events/s", ratio(s3_events, raw_read)),
         ("S3 events/s / pure-core events/s", ratio(s3_events, s3_core)),
         ("S1 time per step (median)", f"{1e6 / s1.median:,.0f} us"),
+        ("S1 of which the engine alone", f"{1e6 / s1_engine.median:,.0f} us"),
         ("raw time per commit (median)", f"{1e6 / raw_commit.median:,.0f} us"),
         ("S3 time per replayed step (median)", f"{1e6 / s3_steps.median:,.1f} us"),
     ]
