@@ -51,7 +51,17 @@ class DurableContext:
             return text
     """
 
-    __slots__ = ("_counter", "_ids", "_inv", "_logger", "_rng", "_seed", "_time", "context_id")
+    __slots__ = (
+        "__weakref__",
+        "_counter",
+        "_ids",
+        "_inv",
+        "_logger",
+        "_rng",
+        "_seed",
+        "_time",
+        "context_id",
+    )
 
     def __init__(
         self, inv: Invocation, context_id: str | None, *, start_time: float, seed: int

@@ -629,6 +629,27 @@ class Invocation:
         self.record(Event(t=EventType.INVOCATION_COMPLETED, ts=self.now(), error=error))
         await self._flush(release=True, wake_at=self.now())
 
+    def dispose(self) -> None:
+        """Drop what ties the invocation's objects into reference cycles, once it is over.
+
+        Contexts point back to their invocation and child fibers to their parents, so an
+        ended invocation left as it is becomes cyclic garbage: freed only by the garbage
+        collector's full passes, which with hundreds of executions ending per second cost
+        more than the executions themselves. Cut here, reference counting frees it at once.
+        """
+        for fiber in self._fibers:
+            fiber.parent = fiber.parent_op = None  # (an operation holds its child's fiber)
+            fiber.children.clear()
+            fiber.scopes.clear()
+        self._fibers.clear()
+        self._ready.clear()
+        self._blocked.clear()
+        self._arrivals.clear()
+        self._queued.clear()
+        self._held.clear()
+        self._tg = None
+        self.current_ctx = None
+
     def _close_fibers(self) -> None:
         for fiber in self._fibers:
             if not fiber.done and not fiber.cancelled:

@@ -246,6 +246,8 @@ class Worker:
                             execution_id=lease.execution_id,
                             error=str(exc),
                         )
+            if inv is not None:
+                inv.dispose()
             self.active.pop(lease.execution_id, None)
             self.nudge()
             if not self.active and self._emptied is not None:

@@ -1,0 +1,92 @@
+"""What an execution leaves in memory: nothing once it has ended or suspended.
+
+The checks run with the garbage collector switched off, so an object that is only freed by
+the collector (one caught in a reference cycle) counts as left behind: with hundreds of
+executions ending per second, the collector's full passes over such leftovers cost more
+than the executions themselves.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from durable import DurableContext, Engine, VirtualClock
+from tests.helpers import settle
+
+
+@pytest.fixture
+def no_collector() -> Iterator[None]:
+    """Only reference counting frees objects while the test runs."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def double(n: int) -> int:
+    return 2 * n
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.usefixtures("no_collector")
+async def test_an_ended_execution_is_freed_without_the_garbage_collector(
+    store: str, tmp_path: Path
+) -> None:
+    contexts: list[weakref.ref[DurableContext]] = []
+    engine = Engine(":memory:" if store == "memory" else str(tmp_path / "m.db"))
+
+    async def branch(ctx: DurableContext, n: int, index: int) -> int:
+        contexts.append(weakref.ref(ctx))
+        return await ctx.step(double, n)
+
+    async def nested(ctx: DurableContext) -> int:
+        contexts.append(weakref.ref(ctx))
+        return await ctx.step(double, 5)
+
+    @engine.workflow
+    async def fan_out(ctx: DurableContext, n: int) -> int:
+        contexts.append(weakref.ref(ctx))
+        first = await ctx.step(double, n)
+        doubled = await ctx.map([1, 2, 3], branch)
+        both = await ctx.parallel([nested, nested])
+        alone = await ctx.run_in_child_context(nested)
+        return first + sum(doubled.get_results()) + sum(both.get_results()) + alone
+
+    async with engine:
+        for i in range(3):
+            assert await engine.run(fan_out, i) == 2 * i + 42
+        await settle(engine)  # the result is announced before the invocation's task ends
+        assert len(contexts) == 3 * 7  # the workflow's own and six child contexts each
+        assert [ref for ref in contexts if ref() is not None] == []
+
+
+@pytest.mark.usefixtures("no_collector")
+async def test_a_suspended_execution_holds_no_context_or_coroutine(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    contexts: list[weakref.ref[DurableContext]] = []
+    engine = Engine(str(tmp_path / "m.db"), clock=clock)
+
+    @engine.workflow
+    async def sleeper(ctx: DurableContext) -> str:
+        contexts.append(weakref.ref(ctx))
+        await ctx.step(double, 1)
+        await ctx.wait(3600)
+        return "woke"
+
+    async with engine:
+        handle = await engine.start(sleeper)
+        await settle(engine)  # suspended on the timer, its invocation over
+        assert len(contexts) == 1
+        assert contexts[0]() is None
+        clock.advance(3600)
+        assert await handle.result() == "woke"
+        await settle(engine)
+        assert len(contexts) == 2  # the replay after the timer made a new one
+        assert [ref for ref in contexts if ref() is not None] == []
