@@ -7,7 +7,6 @@ execution records them as events; these functions do that for an :class:`Invocat
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import TYPE_CHECKING
 
@@ -78,7 +77,7 @@ async def collect_inbox(inv: Invocation) -> None:
     for fiber, (op, _) in list(inv._blocked.items()):
         if op.kind in INBOX_KINDS:
             del inv._blocked[fiber]
-            outcome = inv._guard(fiber, functools.partial(op.resolve, inv, fiber))
+            outcome = inv._guard(op.resolve, inv, fiber)
             if outcome is not None:
                 inv._held.append((fiber, outcome))
     # recorded answers are read from the state by fibers not blocked yet: commit first

@@ -12,7 +12,6 @@ every replay engine). New events become durable before the workflow sees their o
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import time
@@ -67,6 +66,8 @@ class Invocation:
         self.execution_id = row.execution_id
         self.serde: Serde = rt.serde
         self.clock: Clock = rt.clock
+        self.now: Callable[[], float] = rt.clock.now
+        """The engine clock's time (its bound method: primitives read it several times a step)."""
         self.logger = rt.logger
         self.state = ReplayState.from_rows(events)
         self._rng: random.Random | None = None
@@ -114,10 +115,6 @@ class Invocation:
         if self._rng is None:
             self._rng = random.Random()
         return self._rng
-
-    def now(self) -> float:
-        """The engine clock."""
-        return self.clock.now()
 
     def record(self, event: Event) -> OpRecord | None:
         """Append a new event (durable at the next flush) and fold it into the state."""
@@ -420,23 +417,25 @@ class Invocation:
             fiber, op, payload = self._arrivals.popleft()
             if fiber.cancelled:
                 continue
-            outcome = self._guard(fiber, functools.partial(op.on_arrival, self, fiber, payload))
+            outcome = self._guard(op.on_arrival, self, fiber, payload)
             if outcome is not None:
                 outcomes.append((fiber, outcome))
         now = self.now()
-        if any(t is not None and t <= now for t in self.callback_deadlines.values()):
+        deadlines = self.callback_deadlines
+        if deadlines and any(t is not None and t <= now for t in deadlines.values()):
             self._inbox_requested = True  # a callback expired, awaited or not
-        for fiber, (op, wake_at) in list(self._blocked.items()):
+        for fiber, (op, wake_at) in list(self._blocked.items()) if self._blocked else ():
             if wake_at is not None and wake_at <= now:
                 del self._blocked[fiber]
-                outcome = self._guard(fiber, functools.partial(op.resolve, self, fiber))
+                outcome = self._guard(op.resolve, self, fiber)
                 if outcome is not None:
                     outcomes.append((fiber, outcome))
         self._held.extend(outcomes)
 
-    def _guard(self, fiber: Fiber, decide: Callable[[], Outcome | None]) -> Outcome | None:
+    def _guard(self, decide: Callable[..., Outcome | None], *args: Any) -> Outcome | None:
+        """``decide(*args)``, its errors turned into an outcome or a fatal error."""
         try:
-            return decide()
+            return decide(*args)
         except NonDeterministicError as exc:
             self._fatal = exc
             return None
@@ -519,7 +518,7 @@ class Invocation:
         if fiber.parent is None or fiber.parent_op is None:
             return
         parent, op = fiber.parent, fiber.parent_op
-        result = self._guard(parent, functools.partial(op.on_child_done, self, parent, outcome))
+        result = self._guard(op.on_child_done, self, parent, outcome)
         if result is not None:
             self._held.append((parent, result))  # the child's end was just recorded
 

@@ -108,17 +108,16 @@ class Serde:
         """
         try:
             data = self._encoder.encode(value)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise SerializationError(
-                f"{what} cannot be serialized: {exc} (got {type(value).__name__}; use "
-                "JSON-like values, dataclasses or msgspec Structs)"
-            ) from None
+        except _ENCODE_ERRORS as exc:
+            raise _unencodable(what, value, exc) from None
         if len(data) > self.max_payload:
-            raise PayloadTooLargeError(
-                f"{what} is {len(data)} bytes encoded, over the {self.max_payload}-byte "
-                "payload limit"
-            )
+            raise self._too_large(what, data)
         return data
+
+    def _too_large(self, what: str, data: bytes) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"{what} is {len(data)} bytes encoded, over the {self.max_payload}-byte payload limit"
+        )
 
     def decoder(self, type_: Any) -> msgspec.msgpack.Decoder[Any]:
         """A cached decoder for ``type_`` (an untyped one when msgspec cannot handle it)."""
@@ -143,9 +142,42 @@ class Serde:
         try:
             return self.decoder(type_).decode(data)
         except msgspec.ValidationError as exc:
-            raise SerializationError(f"{what} does not match its annotation: {exc}") from None
+            raise _mismatch(what, exc) from None
 
     def roundtrip(self, value: object, type_: Any, *, what: str) -> tuple[bytes, Any]:
         """Encode ``value`` and decode it back as replay would; returns both."""
         data = self.encode(value, what=what)
         return data, self.decode(data, type_, what=what)
+
+    def roundtrip_result(
+        self, value: object, fn: Callable[..., Any], describe: Callable[[], str]
+    ) -> tuple[bytes, Any]:
+        """:meth:`roundtrip` for what ``fn`` returned, with its cached result decoder.
+
+        ``describe()`` names the value in errors and is only called for one: a step that
+        checkpoints its result pays for no message.
+        """
+        try:
+            data = self._encoder.encode(value)
+        except _ENCODE_ERRORS as exc:
+            raise _unencodable(describe(), value, exc) from None
+        if len(data) > self.max_payload:
+            raise self._too_large(describe(), data)
+        try:
+            return data, self.result_decoder(fn).decode(data)
+        except msgspec.ValidationError as exc:
+            raise _mismatch(describe(), exc) from None
+
+
+_ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
+
+
+def _unencodable(what: str, value: object, exc: Exception) -> SerializationError:
+    return SerializationError(
+        f"{what} cannot be serialized: {exc} (got {type(value).__name__}; use "
+        "JSON-like values, dataclasses or msgspec Structs)"
+    )
+
+
+def _mismatch(what: str, exc: msgspec.ValidationError) -> SerializationError:
+    return SerializationError(f"{what} does not match its annotation: {exc}")

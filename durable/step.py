@@ -202,6 +202,9 @@ class StepOp(Operation[T]):
         """How errors name this step."""
         return f"step {self.name!r}" if self.name else f"step {self.op_id}"
 
+    def _result_label(self) -> str:
+        return f"result of {self.label}"
+
     def __await__(self) -> Generator[Operation[T], Any, T]:
         # Replay fast path: a recorded success of this very step (checked as determinism
         # would) is decoded and returned right here, without a round trip through the driver.
@@ -292,9 +295,7 @@ class StepOp(Operation[T]):
         attempt, ok, value = payload
         if ok:
             try:
-                data, decoded = inv.serde.roundtrip(
-                    value, inv.serde.return_type(self.fn), what=f"result of {self.label}"
-                )
+                data, decoded = inv.serde.roundtrip_result(value, self.fn, self._result_label)
             except SerializationError as exc:
                 value = exc
             else:
