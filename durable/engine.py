@@ -96,8 +96,7 @@ class Engine:
         self.logger = get_logger("durable", engine=self.owner)
         self._workflows: dict[str, Workflow[Any]] = {}
         self._finished: dict[str, anyio.Event] = {}
-        # announced ends (what was written, the workflow's name), kept while someone waits
-        self._endings: dict[str, tuple[Finish, str]] = {}
+        self._endings: dict[str, Finish] = {}  # announced ends, kept while someone waits
         self._waiting: dict[str, int] = {}
         self._runtime = Runtime(
             store=self.store,
@@ -486,22 +485,12 @@ class Engine:
 
     # -- waiting -----------------------------------------------------------------------
 
-    def _on_finished(
-        self, execution_id: str, finish: Finish | None = None, workflow: str | None = None
-    ) -> None:
+    def _on_finished(self, execution_id: str, finish: Finish | None = None) -> None:
         event = self._finished.pop(execution_id, None)
         if event is not None:
-            if finish is not None and workflow is not None:  # the waiters need not read it
-                self._endings[execution_id] = (finish, workflow)
+            if finish is not None:  # what was just written: the waiters need not read it
+                self._endings[execution_id] = finish
             event.set()
-
-    def _will_announce(self, execution_id: str) -> bool:
-        """Whether this worker runs the execution and has not begun to end it: its end, if
-        this invocation reaches it, will be announced (with what was written)."""
-        if not self.is_worker or execution_id not in self.worker.active:
-            return False
-        invocation = self.worker.active[execution_id]
-        return invocation is None or (invocation.finishing is None and not invocation.ended)
 
     def _outcome(self, status: ExecutionStatus, workflow: str, finish: Finish) -> Any:
         """The result of a finished execution, or its error raised."""
@@ -518,21 +507,18 @@ class Engine:
         try:
             # (no cancel scope at all without a timeout: entering one costs more than a step)
             with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
-                read = not self._will_announce(execution_id)  # (else its end comes to us)
                 while True:
                     # registered before the read: an end announced after it still wakes us
                     event = self._finished.get(execution_id)
                     if event is None:
                         event = self._finished[execution_id] = anyio.Event()
-                    if read:
-                        row = await self.store.get_execution(execution_id)
-                        if row is None:
-                            raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
-                        status = ExecutionStatus(row.status)
-                        if status.finished:
-                            finish = Finish(status=row.status, result=row.result, error=row.error)
-                            return self._outcome(status, row.workflow, finish)
-                    read = True
+                    row = await self.store.get_execution(execution_id)
+                    if row is None:
+                        raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
+                    status = ExecutionStatus(row.status)
+                    if status.finished:
+                        finish = Finish(status=row.status, result=row.result, error=row.error)
+                        return self._outcome(status, row.workflow, finish)
                     # Running here, its end is announced locally: the store is re-read only
                     # rarely (it may suspend and finish elsewhere). Otherwise every poll.
                     local = self.is_worker and execution_id in self.worker.active
@@ -540,8 +526,7 @@ class Engine:
                         await event.wait()
                     ending = self._endings.get(execution_id)
                     if ending is not None:  # announced with what was written: no re-read
-                        finish, workflow = ending
-                        return self._outcome(ExecutionStatus(finish.status), workflow, finish)
+                        return self._outcome(ExecutionStatus(ending.status), row.workflow, ending)
         finally:
             left = self._waiting.pop(execution_id) - 1
             if left:

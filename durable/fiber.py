@@ -36,9 +36,8 @@ class Runtime:
     lease_time: float
     logger: Any
     workflows: Mapping[str, Workflow[Any]]
-    on_finished: Callable[[str, Finish | None, str | None], None]
-    """Announces an execution's end to local waiters: its id, what was written and the
-    workflow's name (``None`` when not known)."""
+    on_finished: Callable[[str, Finish | None], None]
+    """Announces an execution's end (with what was written, when known) to local waiters."""
     purge_interval: float = 60.0
     poll_interval: float = 0.2
 

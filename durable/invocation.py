@@ -170,7 +170,7 @@ class Invocation(InvocationBase):
             status = _STATUS_OF_FINAL[final.t]
             self._finishing = Finish(status=status.value, result=final.result, error=final.error)
             await self._flush(finish=self._finishing)
-            self.rt.on_finished(self.execution_id, self._finishing, self.row.workflow)
+            self.rt.on_finished(self.execution_id, self._finishing)
             return
         workflow = self.rt.workflows.get(self.row.workflow)
         if workflow is None:
@@ -398,7 +398,7 @@ class Invocation(InvocationBase):
         self._finishing = Finish(status=status.value, result=result, error=error)
         await self._flush(finish=self._finishing)
         await stop_orphaned_children(self, now)
-        self.rt.on_finished(self.execution_id, self._finishing, self.row.workflow)
+        self.rt.on_finished(self.execution_id, self._finishing)
 
     async def _flush(
         self, *, release: bool = False, wake_at: float | None = None, finish: Finish | None = None
@@ -453,7 +453,7 @@ class Invocation(InvocationBase):
         """
         if self._finishing is not None:
             await self._flush(finish=self._finishing)
-            self.rt.on_finished(self.execution_id, self._finishing, self.row.workflow)
+            self.rt.on_finished(self.execution_id, self._finishing)
             return
         unlaunched = {op.op_id for _, op, _, _ in self._queued}
         for _, _, work, _ in self._queued:

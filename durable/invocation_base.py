@@ -132,11 +132,6 @@ class InvocationBase:
         self.callback_deadlines[callback.operation_id] = deadline
 
     @property
-    def finishing(self) -> Finish | None:
-        """The end being written (set just before its checkpoint), or ``None``."""
-        return self._finishing
-
-    @property
     def accepting_work(self) -> bool:
         """False while the worker shuts down: no new step attempt may start."""
         return not self._draining
