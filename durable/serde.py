@@ -12,6 +12,7 @@ import contextlib
 import typing
 import weakref
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 
 import msgspec
@@ -72,17 +73,23 @@ class Serde:
         self._result_decoders: dict[Callable[..., Any], msgspec.msgpack.Decoder[Any]] = {}
 
     def result_decoder(self, fn: Callable[..., Any]) -> msgspec.msgpack.Decoder[Any]:
-        """The decoder for ``fn``'s annotated return type, in one dict lookup (replay calls it
-        once per recorded step). A plain dict, bounded: a weak one costs more than the decode,
-        and the few functions it keeps alive are dropped when it fills up."""
+        """The decoder for ``fn``'s annotated return type, in one dict lookup for a plain
+        function (replay calls it once per recorded step).
+
+        The dict is plain (a weak one costs more than the decode) and bounded, so it keeps
+        only what stays alive anyway: annotated functions that capture nothing, such as a
+        module's own. A lambda, a closure, a partial or a bound method could hold a workflow's
+        context (and through it its whole invocation) or an object of the caller's; those go
+        through :meth:`return_type`'s weak cache instead.
+        """
         try:
             return self._result_decoders[fn]
         except (KeyError, TypeError):
             pass
         decoder = self.decoder(self.return_type(fn))
-        if len(self._result_decoders) >= _RESULT_DECODERS_KEPT:
-            self._result_decoders.clear()
-        with contextlib.suppress(TypeError):  # unhashable callables are simply not cached
+        if type(fn) is FunctionType and fn.__closure__ is None and fn.__annotations__:
+            if len(self._result_decoders) >= _RESULT_DECODERS_KEPT:
+                self._result_decoders.clear()
             self._result_decoders[fn] = decoder
         return decoder
 

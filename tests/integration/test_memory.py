@@ -53,7 +53,13 @@ async def test_an_ended_execution_is_freed_without_the_garbage_collector(
     @engine.workflow
     async def fan_out(ctx: DurableContext, n: int) -> int:
         contexts.append(weakref.ref(ctx))
+
+        async def add_one(x: int) -> int:  # a closure over the context, like a lambda
+            return x + (1 if ctx else 0)
+
         first = await ctx.step(double, n)
+        first = await ctx.step(add_one, first) - 1
+        first = await ctx.step(lambda: first + (1 if ctx else 0)) - 1
         doubled = await ctx.map([1, 2, 3], branch)
         both = await ctx.parallel([nested, nested])
         alone = await ctx.run_in_child_context(nested)
