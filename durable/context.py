@@ -52,7 +52,7 @@ class DurableContext:
     """
 
     __slots__ = (
-        "__weakref__",
+        "__weakref__",  # (a weak reference tells whether a context outlived its execution)
         "_counter",
         "_ids",
         "_inv",

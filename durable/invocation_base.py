@@ -193,16 +193,8 @@ class InvocationBase:
         """
         for fiber in self._fibers:
             fiber.parent = fiber.parent_op = None  # (an operation holds its child's fiber)
-            fiber.children.clear()
-            fiber.scopes.clear()
         self._fibers.clear()
-        self._ready.clear()
-        self._blocked.clear()
-        self._arrivals.clear()
-        self._queued.clear()
-        self._held.clear()
-        self._tg = None
-        self.current_ctx = None
+        self._blocked.clear()  # (a suspended invocation ends with its waiting fibers here)
 
     def _close_fibers(self) -> None:
         for fiber in self._fibers:

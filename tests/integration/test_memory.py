@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from durable import DurableContext, Engine, VirtualClock
+from durable import Completion, DurableContext, Engine, VirtualClock
 from tests.helpers import settle
 
 
@@ -95,4 +95,28 @@ async def test_a_suspended_execution_holds_no_context_or_coroutine(tmp_path: Pat
         assert await handle.result() == "woke"
         await settle(engine)
         assert len(contexts) == 2  # the replay after the timer made a new one
+        assert [ref for ref in contexts if ref() is not None] == []
+
+
+@pytest.mark.usefixtures("no_collector")
+async def test_cancelled_branches_leave_nothing_behind(tmp_path: Path) -> None:
+    contexts: list[weakref.ref[DurableContext]] = []
+    engine = Engine(str(tmp_path / "m.db"), clock=VirtualClock())
+
+    async def quick_or_slow(ctx: DurableContext, seconds: int, index: int) -> int:
+        contexts.append(weakref.ref(ctx))
+        if seconds:
+            await ctx.wait(seconds)  # still waiting when the batch completes
+        return await ctx.step(double, index)
+
+    @engine.workflow
+    async def first_wins(ctx: DurableContext) -> int:
+        contexts.append(weakref.ref(ctx))
+        batch = await ctx.map([0, 60, 60], quick_or_slow, completion=Completion(min_successful=1))
+        return len(batch.get_results())
+
+    async with engine:
+        assert await engine.run(first_wins) == 1
+        await settle(engine)
+        assert len(contexts) == 1 + 3
         assert [ref for ref in contexts if ref() is not None] == []
