@@ -78,19 +78,26 @@ class Serde:
 
         The dict is plain (a weak one costs more than the decode) and bounded, so it keeps
         only what stays alive anyway: annotated functions that capture nothing, such as a
-        module's own. A lambda, a closure, a partial or a bound method could hold a workflow's
-        context (and through it its whole invocation) or an object of the caller's; those go
-        through :meth:`return_type`'s weak cache instead.
+        module's own, and for a bound method its function (never the instance). A lambda, a
+        closure or a partial could hold a workflow's context (and through it its whole
+        invocation); those go through :meth:`return_type`'s weak cache instead.
         """
+        cache = self._result_decoders
         try:
-            return self._result_decoders[fn]
+            return cache[fn]
         except (KeyError, TypeError):
             pass
-        decoder = self.decoder(self.return_type(fn))
-        if type(fn) is FunctionType and fn.__closure__ is None and fn.__annotations__:
-            if len(self._result_decoders) >= _RESULT_DECODERS_KEPT:
-                self._result_decoders.clear()
-            self._result_decoders[fn] = decoder
+        target = getattr(fn, "__func__", fn)  # a bound method returns what its function does
+        if target is not fn:
+            try:
+                return cache[target]
+            except (KeyError, TypeError):
+                pass
+        decoder = self.decoder(self.return_type(target))
+        if type(target) is FunctionType and target.__closure__ is None and target.__annotations__:
+            if len(cache) >= _RESULT_DECODERS_KEPT:
+                cache.clear()
+            cache[target] = decoder
         return decoder
 
     def return_type(self, fn: Callable[..., Any]) -> Any:

@@ -74,3 +74,62 @@ def test_result_decoders_follow_the_return_annotation_and_stay_bounded() -> None
         makers.append(maker)
         assert serde.result_decoder(maker).decode(serde.encode(n, what="n")) == n
     assert len(serde._result_decoders) <= 1024
+
+
+class Client:
+    def fetch(self) -> Order:
+        return Order("o-1", 5)
+
+
+def test_a_result_decoder_is_kept_for_a_method_but_not_its_instance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+    import weakref
+
+    import durable.serde
+
+    serde = Serde()
+    client = Client()
+    alive = weakref.ref(client)
+    gc.disable()  # only reference counting may free the instance
+    try:
+        decoder = serde.result_decoder(client.fetch)
+        resolved: list[object] = []  # the type hints are not read again, for any instance
+        monkeypatch.setattr(durable.serde, "return_type", lambda fn: resolved.append(fn))
+        assert serde.result_decoder(Client().fetch) is decoder
+        assert resolved == []
+        assert decoder.decode(serde.encode(Order("o-2", 7), what="x")) == Order("o-2", 7)
+        del client
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
+def test_a_closure_result_decoder_is_not_kept() -> None:
+    import gc
+    import weakref
+
+    serde = Serde()
+
+    class Captured:
+        pass
+
+    captured = Captured()
+    alive = weakref.ref(captured)
+
+    def make(held: Captured) -> Any:
+        def fetch() -> Order:
+            return Order("o-1", 5) if held else Order("o-0", 0)
+
+        return fetch
+
+    gc.disable()
+    try:
+        fetch = make(captured)
+        decoder = serde.result_decoder(fetch)
+        assert decoder.decode(serde.encode(Order("o-3", 1), what="x")) == Order("o-3", 1)
+        del fetch, captured
+        assert alive() is None
+    finally:
+        gc.enable()
