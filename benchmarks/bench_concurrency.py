@@ -32,22 +32,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench_steps import (
-    RAW_COMMIT_ROWS,
     Figure,
     Workdir,
     check,
     expected_sum,
     fmt,
     measure,
+    measure_raw_commits,
     print_table,
+    progress,
     ratio,
-    raw_commits,
     sequential_steps,
     session,
 )
@@ -124,15 +123,8 @@ def run(
 ) -> tuple[list[Figure], list[tuple[str, str]], list[SweepPoint]]:
     repeat, n, k = args.repeat, args.n, args.k
 
-    def progress(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
     progress("raw SQLite ...")
-    raw_commit = measure(
-        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
-        repeat,
-        lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS),
-    )
+    raw_commit = measure_raw_commits(work, repeat)
     progress(f"S2: {n:,} concurrent executions x {k} steps x {repeat} ...")
     s2 = measure(
         Figure(f"S2: {n:,} concurrent executions x {k} steps", "steps/s"),

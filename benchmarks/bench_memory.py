@@ -44,7 +44,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench_steps import session
+from bench_steps import progress, session
 
 from durable import DurableContext, Engine, ExecutionStatus
 
@@ -114,9 +114,6 @@ def mb(n_bytes: float) -> str:
 async def measure(path: Path, n: int, batch: int) -> None:
     engine = Engine(str(path), concurrency=batch)
     workflow = engine.workflow(sleeper)
-
-    def progress(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
 
     async def wait_suspended() -> None:
         while not await all_suspended(engine, first_due):  # noqa: ASYNC110 - polls the store

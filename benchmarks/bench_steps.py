@@ -127,6 +127,20 @@ def measure(figure: Figure, repeat: int, once: Callable[[], float]) -> Figure:
     return figure
 
 
+def progress(text: str) -> None:
+    """Say what a script is doing, on stderr (stdout keeps only the figures)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def measure_raw_commits(work: Workdir, repeat: int) -> Figure:
+    """The raw 1-row-per-commit rate (:func:`raw_commits`), ``repeat`` times on fresh files."""
+    return measure(
+        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
+        repeat,
+        lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS),
+    )
+
+
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -330,15 +344,8 @@ class Workdir:
 def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tuple[str, str]]]:
     repeat, n, m = args.repeat, args.steps, args.replay_steps
 
-    def progress(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
     progress("raw SQLite ...")
-    raw_commit = measure(
-        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
-        repeat,
-        lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS),
-    )
+    raw_commit = measure_raw_commits(work, repeat)
     raw_batch = measure(
         Figure(f"raw: {RAW_BATCH_SIZE:,} rows per commit", "rows/s"),
         repeat,

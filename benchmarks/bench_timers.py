@@ -40,12 +40,11 @@ import argparse
 import asyncio
 import math
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_steps import session
+from bench_steps import progress, session
 
 from durable import DurableContext, Engine
 
@@ -91,9 +90,6 @@ async def measure(path: Path, args: argparse.Namespace) -> Run:
     n, window, lead = args.n, args.window, args.lead
     engine = Engine(str(path), concurrency=args.concurrency)
     workflow = engine.workflow(timer)
-
-    def progress(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
 
     async with engine:
         opens = time.time() + lead

@@ -63,8 +63,8 @@ from bench_steps import (
     Workdir,
     choose_directory,
     fmt,
-    measure,
-    raw_commits,
+    measure_raw_commits,
+    progress,
     s1_once,
 )
 
@@ -220,15 +220,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(work: Workdir, args: argparse.Namespace) -> dict[str, Any]:
-    def progress(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
     progress("raw SQLite ...")
-    raw = measure(
-        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
-        args.repeat,
-        lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS),
-    )
+    raw = measure_raw_commits(work, args.repeat)
     workloads: list[dict[str, Any]] = [{"workload": "s1", "steps": args.steps, "key": "S1"}]
     for c in args.sweep:
         waves = waves_for(c, args.k, args.min_steps)
