@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from durable import Completion, DurableContext, Engine, VirtualClock
+from durable import (
+    Completion,
+    DurableContext,
+    Engine,
+    ExecutionFailedError,
+    RetryPolicy,
+    VirtualClock,
+)
 from tests.helpers import settle
 
 
@@ -119,4 +126,32 @@ async def test_cancelled_branches_leave_nothing_behind(tmp_path: Path) -> None:
         assert await engine.run(first_wins) == 1
         await settle(engine)
         assert len(contexts) == 1 + 3
+        assert [ref for ref in contexts if ref() is not None] == []
+
+
+async def refuses(n: int) -> int:
+    raise ValueError(f"refused {n}")
+
+
+@pytest.mark.usefixtures("no_collector")
+async def test_a_failed_execution_is_freed_without_the_garbage_collector(tmp_path: Path) -> None:
+    contexts: list[weakref.ref[DurableContext]] = []
+    engine = Engine(str(tmp_path / "m.db"))
+
+    @engine.workflow
+    async def raises(ctx: DurableContext) -> int:
+        contexts.append(weakref.ref(ctx))
+        raise RuntimeError("the workflow gave up")
+
+    @engine.workflow
+    async def step_fails(ctx: DurableContext) -> int:
+        contexts.append(weakref.ref(ctx))
+        return await ctx.step(refuses, 1, retry=RetryPolicy.none())
+
+    async with engine:
+        for workflow in (raises, step_fails):
+            with pytest.raises(ExecutionFailedError):
+                await engine.run(workflow)
+        await settle(engine)
+        assert len(contexts) == 2
         assert [ref for ref in contexts if ref() is not None] == []
