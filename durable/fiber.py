@@ -93,8 +93,12 @@ class InOwnContext:
                 yielded = run(send, value) if error is None else run(throw, error)
             except StopIteration as stop:
                 return stop.value
+            finally:
+                # an error that escapes would otherwise hold this frame through its traceback,
+                # and this frame the error: a cycle keeping the attempt's objects alive
+                error = None
             try:
-                value, error = (yield yielded), None
+                value = yield yielded
             except BaseException as exc:  # thrown in by the event loop (e.g. cancellation)
                 value, error = None, exc
 

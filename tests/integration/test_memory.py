@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from durable import (
@@ -155,3 +156,28 @@ async def test_a_failed_execution_is_freed_without_the_garbage_collector(tmp_pat
         await settle(engine)
         assert len(contexts) == 2
         assert [ref for ref in contexts if ref() is not None] == []
+
+
+@pytest.mark.usefixtures("no_collector")
+async def test_an_execution_stopped_mid_step_leaves_nothing_behind(tmp_path: Path) -> None:
+    contexts: list[weakref.ref[DurableContext]] = []
+    engine = Engine(str(tmp_path / "m.db"))
+    started = anyio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await anyio.Event().wait()
+
+    @engine.workflow
+    async def stopped(ctx: DurableContext) -> None:
+        contexts.append(weakref.ref(ctx))
+        await ctx.step(hangs)
+
+    async with engine:
+        handle = await engine.start(stopped)
+        await started.wait()  # the attempt runs: stopping cancels it mid-step
+        await engine.stop(handle.execution_id)
+        await settle(engine)
+        assert (await handle.status()).value == "STOPPED"
+        assert len(contexts) == 1
+        assert contexts[0]() is None
