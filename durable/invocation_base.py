@@ -8,11 +8,9 @@ that steps the coroutines and writes the checkpoints is :class:`~durable.invocat
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections import deque
 from collections.abc import Callable, Coroutine
-from types import FrameType
 from typing import Any
 
 import anyio
@@ -29,27 +27,6 @@ from durable.stores.base import ExecutionRow, Finish, Lease, NewCallback, NewChi
 from durable.types import ErrorInfo
 
 __all__ = ["InvocationBase"]
-
-
-def forget_frames(error: BaseException) -> None:
-    """Clear the locals of the finished frames ``error``'s tracebacks hold (its causes' too),
-    and of the frames that called them: a driver frame that handled the error keeps it."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        tb = current.__traceback__
-        while tb is not None:
-            frame: FrameType | None = tb.tb_frame
-            while frame is not None:
-                with contextlib.suppress(RuntimeError):  # still running: not ours to clear
-                    frame.clear()
-                frame = frame.f_back
-            tb = tb.tb_next
-        pending += (current.__cause__, current.__context__)
 
 
 class InvocationBase:
@@ -216,8 +193,9 @@ class InvocationBase:
         """
         for fiber in self._fibers:
             if isinstance(fiber.outcome, Raise):
-                # its traceback holds the driver's frames, whose locals hold this outcome
-                forget_frames(fiber.outcome.error)
+                # Its traceback holds the driver's frames, whose locals hold this outcome: drop
+                # it (what the log and the history needed of it was taken when it was raised).
+                fiber.outcome.error.__traceback__ = None
             fiber.parent = fiber.parent_op = None  # (an operation holds its child's fiber)
         self._fibers.clear()
         self._blocked.clear()  # (a suspended invocation ends with its waiting fibers here)

@@ -149,12 +149,23 @@ async def test_a_failed_execution_is_freed_without_the_garbage_collector(tmp_pat
         contexts.append(weakref.ref(ctx))
         return await ctx.step(refuses, 1, retry=RetryPolicy.none())
 
+    async def item(ctx: DurableContext, n: int, index: int) -> int:
+        contexts.append(weakref.ref(ctx))
+        return await ctx.step(refuses, n, retry=RetryPolicy.none())
+
+    @engine.workflow
+    async def children_fail(ctx: DurableContext) -> int:
+        contexts.append(weakref.ref(ctx))
+        batch = await ctx.map([1, 2], item)
+        batch.throw_if_error()
+        return await ctx.run_in_child_context(lambda child: item(child, 3, 0))
+
     async with engine:
-        for workflow in (raises, step_fails):
+        for workflow in (raises, step_fails, children_fail):
             with pytest.raises(ExecutionFailedError):
                 await engine.run(workflow)
         await settle(engine)
-        assert len(contexts) == 2
+        assert len(contexts) == 2 + 3  # the last: its own and two items (the batch ends it)
         assert [ref for ref in contexts if ref() is not None] == []
 
 
