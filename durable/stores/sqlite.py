@@ -24,15 +24,15 @@ import asyncio
 import functools
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from durable.errors import LeaseLostError, StoreError
+from durable.errors import StoreError
 from durable.stores import _callbacks as cb
+from durable.stores import _sqlite_batch as wsql
 from durable.stores import _sqlite_schema as sql
 from durable.stores._filters import workflow_filter
 from durable.stores.base import CallbackRow, Checkpoint, ExecutionRow, Lease, ListQuery
@@ -45,91 +45,10 @@ T = TypeVar("T")
 MAX_BATCH = 512
 """The most writes applied in one transaction."""
 
-_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 13, 26
-# Errors caused by one write's own data: undo that write only, keep the batch.
-_JOB_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
-               sqlite3.ProgrammingError)  # fmt: skip
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
-def _store_error(exc: sqlite3.Error, path: str) -> StoreError:
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    if _is_busy(exc):
-        return StoreError(f"database is locked: {path} (another connection kept it busy)")
-    if code == _SQLITE_FULL:
-        return StoreError(f"database or disk is full: {path}")
-    if code == _SQLITE_NOTADB:
-        return StoreError(f"{path} is not a durable database ({exc})")
-    return StoreError(f"SQLite error on {path}: {exc}")
-
-
-def _guarded(
-    conn: sqlite3.Connection, path: str, timeout: float, fn: Callable[..., T], *args: Any
-) -> T:
-    """Call ``fn(conn, *args)``, retrying while the database is busy; only StoreError escapes.
-
-    SQLite's busy handler already waits up to ``busy_timeout``; the retries here cover the
-    busy results it does not wait on (such as a WAL snapshot that went stale).
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        try:
-            return fn(conn, *args)
-        except sqlite3.Error as exc:
-            if not _is_busy(exc) or time.monotonic() + delay > deadline:
-                raise _store_error(exc, path) from exc
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-_Outcome = tuple[bool, Any]  # (succeeded, result or exception)
-_Job = Callable[[sqlite3.Connection], Any] | Checkpoint
-"""What one write does in a batch: a function of the connection, or a plain checkpoint
-(``commit_plain``, with no savepoint: it writes nothing unless its fence holds)."""
-
-
-def _apply_batch(conn: sqlite3.Connection, path: str, writes: list[_Job]) -> list[_Outcome]:
-    outcomes: list[_Outcome] = []
-    with sql.transaction(conn):
-        for write in writes:
-            if isinstance(write, Checkpoint):  # a plain one (see ``SQLiteStore.commit``)
-                # writes nothing unless its fence holds: no savepoint needed; a SQLite error
-                # here is the transaction's (the whole batch fails)
-                try:
-                    sql.commit_plain(conn, write)
-                    outcomes.append((True, None))
-                except LeaseLostError as exc:
-                    outcomes.append((False, exc))
-                continue
-            conn.execute("SAVEPOINT write")
-            try:
-                value = write(conn)
-                if isinstance(value, sql.RaiseAfterCommit):
-                    outcomes.append((False, value.error))
-                else:
-                    outcomes.append((True, value))
-            except Exception as exc:
-                if isinstance(exc, sqlite3.Error) and not isinstance(exc, _JOB_ERRORS):
-                    raise  # the transaction itself failed: the whole batch fails
-                conn.execute("ROLLBACK TO write")
-                if isinstance(exc, sqlite3.Error):
-                    exc = _store_error(exc, path)
-                outcomes.append((False, exc))
-            conn.execute("RELEASE write")
-    return outcomes
-
 
 @dataclass(slots=True)
 class _Write:
-    fn: _Job
+    fn: wsql.Job
     future: asyncio.Future[Any]
 
 
@@ -167,8 +86,8 @@ class SQLiteStore:
     def __init__(
         self, path: str | os.PathLike[str], *, synchronous: str = "FULL", busy_timeout: float = 5.0
     ) -> None:
-        if synchronous.upper() not in _SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, not {synchronous!r}")
+        if synchronous.upper() not in wsql.SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {wsql.SYNCHRONOUS}, not {synchronous!r}")
         if busy_timeout < 0:
             raise ValueError(f"busy_timeout must be >= 0, got {busy_timeout!r}")
         self.path = os.fspath(path)
@@ -190,7 +109,7 @@ class SQLiteStore:
         # of hundreds of statements costs one hop, and busy retries happen on that thread.
         raw = conn._conn
         result = await conn._execute(  # type: ignore[no-untyped-call]
-            _guarded, raw, self.path, self._busy_timeout, fn, *args
+            wsql.guarded, raw, self.path, self._busy_timeout, fn, *args
         )
         return cast(T, result)
 
@@ -203,7 +122,7 @@ class SQLiteStore:
             # while our event loop still runs, or it dies on a closed loop. It has nothing
             # left to do, so the join is immediate.
             conn._thread.join(timeout=1.0)
-            raise _store_error(exc, self.path) from exc
+            raise wsql.store_error(exc, self.path) from exc
 
     async def open(self) -> None:
         """Connect, refuse foreign or newer databases, switch to WAL and migrate.
@@ -267,7 +186,9 @@ class SQLiteStore:
 
     async def _flush(self, conn: aiosqlite.Connection, writes: list[_Write]) -> None:
         try:
-            outcomes = await self._on_thread(conn, _apply_batch, self.path, [w.fn for w in writes])
+            outcomes = await self._on_thread(
+                conn, wsql.apply_batch, self.path, [w.fn for w in writes]
+            )
         except Exception as exc:
             message = exc.message if isinstance(exc, StoreError) else f"{self.path}: {exc!r}"
             for write in writes:
@@ -286,7 +207,7 @@ class SQLiteStore:
             else:
                 write.future.set_exception(value)
 
-    def _submit(self, fn: _Job) -> asyncio.Future[Any]:
+    def _submit(self, fn: wsql.Job) -> asyncio.Future[Any]:
         """Queue ``fn`` for the next batch; the future resolves once its batch committed."""
         if self._queue is None or self._loop is None:
             raise StoreError(f"{self!r} is not open")
