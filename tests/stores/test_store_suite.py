@@ -35,9 +35,13 @@ from durable.types import ErrorInfo
 OWNER = "worker-1"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-process"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "t.db")
+    """Every store, and the SQLite store with its writer process too."""
+    backend: Store = MemoryStore()
+    if request.param != "memory":
+        writer = "process" if request.param == "sqlite-process" else "thread"
+        backend = SQLiteStore(tmp_path / "t.db", writer=writer)
     await backend.open()
     yield backend
     await backend.close()
