@@ -86,6 +86,11 @@ class ProcessWriter:
         self.batches = 0  # batches committed
 
     @property
+    def broken(self) -> bool:
+        """True once the process has exited: it takes no more batches."""
+        return self._broken is not None
+
+    @property
     def pid(self) -> int | None:
         """The child's process id, once started."""
         return None if self._process is None else self._process.pid

@@ -135,7 +135,7 @@ class SQLiteStore:
         self._loop: asyncio.AbstractEventLoop | None = None  # the writer task's
         self._writer_mode = writer
         self._process: ProcessWriter | None = None
-        self._thread_batches = 0  # transactions written by the thread
+        self._thread_batches = 0  # transactions written by the thread (and dead processes)
 
     @property
     def _batches(self) -> int:
@@ -228,12 +228,12 @@ class SQLiteStore:
     async def _write_loop(
         self, queue: asyncio.Queue[_Write | None], conn: aiosqlite.Connection
     ) -> None:
-        process = self._process
         while True:
             batch = [await queue.get()]
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
             writes = [w for w in batch if w is not None and not w.future.done()]
+            process = await self._live_process()
             if process is not None and writes:
                 writes = await self._send(process, writes)  # the ones it cannot take
             if writes:
@@ -244,6 +244,26 @@ class SQLiteStore:
                 if process is not None:
                     await process.wait_idle()
                 return
+
+    async def _live_process(self) -> ProcessWriter | None:
+        """The writer process; a new one in place of one that died (killed, out of memory).
+
+        The writes it had in flight failed with ``StoreError``; when no new one starts, the
+        thread writes everything from then on.
+        """
+        process = self._process
+        if process is None or not process.broken:
+            return process
+        await process.close()
+        self._thread_batches += process.batches  # keep ``_batches`` counting
+        self._process = None
+        fresh = ProcessWriter(self.path, self._synchronous, self._busy_timeout)
+        try:
+            await fresh.start()
+        except StoreError:
+            return None
+        self._process = fresh
+        return fresh
 
     async def _send(self, process: ProcessWriter, writes: list[_Write]) -> list[_Write]:
         """Send ``writes`` to the writer process in batches of :data:`PROCESS_BATCH`; returns

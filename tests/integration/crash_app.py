@@ -5,7 +5,8 @@ send CALLBACK_ID JSON) [--skew S]``
 
 Steps append lines to the MARKS file (fsynced) so the test can see, from outside, what ran
 and how often. ``--skew S`` runs the process S seconds in the future: the restarted worker
-finds its timers due without anybody sleeping on wall time.
+finds its timers due without anybody sleeping on wall time. ``CRASH_APP_WRITER=process``
+runs the store with its writer process.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import anyio
 
 from durable import DurableContext, Engine, RetryPolicy, StepSemantics, SystemClock
+from durable.stores import SQLiteStore
 
 
 class SkewedClock(SystemClock):
@@ -38,7 +40,9 @@ class SkewedClock(SystemClock):
 
 
 def build(db: str, marks: str, skew: float) -> Engine:
-    engine = Engine(db, clock=SkewedClock(skew), poll_interval=0.05)
+    writer = os.environ.get("CRASH_APP_WRITER", "thread")
+    store = SQLiteStore(db, writer=writer)
+    engine = Engine(db, clock=SkewedClock(skew), poll_interval=0.05, store=store)
 
     def mark(text: str) -> None:
         with open(marks, "a") as f:

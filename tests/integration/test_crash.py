@@ -21,6 +21,13 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True, params=["thread", "process"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every crash test with the store's writer thread, then with its writer process."""
+    monkeypatch.setenv("CRASH_APP_WRITER", request.param)
+    return str(request.param)
+
+
 def spawn(
     db: Path, marks: Path, *args: str, hang: str = "", skew: float = 0
 ) -> subprocess.Popen[str]:
@@ -133,6 +140,49 @@ async def test_sigkill_mid_step_at_most_once_never_reruns_the_attempt(tmp_path: 
         ("StepSucceeded", 2),
     ]
     assert second[1].details["error"].type == "StepInterruptedError"
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # it exited meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def has_exited(pid: int) -> bool:
+    try:
+        status = (Path("/proc") / str(pid) / "status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status  # a zombie has exited; only its new parent may reap it
+
+
+def wait_until_exited(pids: list[int], limit: float = 30) -> None:
+    """Wait (polling /proc, not a timer) until every one of ``pids`` has exited."""
+    end = time.monotonic() + limit
+    while not all(has_exited(pid) for pid in pids):
+        assert time.monotonic() < end, f"the writer process {pids} outlived its engine"
+        time.sleep(0.02)
+
+
+async def test_the_writer_process_ends_with_a_killed_engine(tmp_path: Path, writer: str) -> None:
+    db, marks = tmp_path / "w.db", tmp_path / "marks"
+    worker = spawn(db, marks, "run", "mid_step", "e5", "AT_LEAST_ONCE_PER_RETRY", hang="second")
+    wait_for_mark(marks, "second started", worker)
+    children = children_of(worker.pid)
+    assert len(children) == (1 if writer == "process" else 0)
+    kill(worker)
+    wait_until_exited(children)
+    restarted = spawn(db, marks, "resume", "e5")
+    assert finish(restarted) == ["first done", "second done"]
+    assert count(marks, "first ran") == 1
 
 
 async def test_sigkill_mid_wait_keeps_the_timer_and_fires_it_once(tmp_path: Path) -> None:

@@ -1,0 +1,168 @@
+"""What the SQLite store's writer process adds: the same guarantees, another process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from durable.errors import LeaseLostError, StoreError
+from durable.stores import Checkpoint, ExecutionRow, Lease, SQLiteStore
+
+OWNER = "worker-1"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    backend = SQLiteStore(tmp_path / "t.db", writer="process")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+def make_row(execution_id: str) -> ExecutionRow:
+    return ExecutionRow(execution_id, "wf", "RUNNING", b"\x90", 100.0, 100.0, seed=1, wake_at=1.0)
+
+
+async def lease_many(store: SQLiteStore, count: int) -> list[Lease]:
+    await asyncio.gather(
+        *(store.create_execution(make_row(f"x{i:04d}"), [b"start"]) for i in range(count))
+    )
+    return await store.claim(owner=OWNER, now=1e9, lease_expires=2e9, limit=count)
+
+
+def writer_pid(store: SQLiteStore) -> int:
+    assert store._process is not None
+    pid = store._process.pid
+    assert pid is not None
+    return pid
+
+
+def reaped(pid: int) -> bool:
+    """True when ``pid`` is no child of ours any more: it exited and was waited for."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_the_writer_option_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="writer must be one of"):
+        SQLiteStore(tmp_path / "t.db", writer="fork")
+
+
+async def test_concurrent_checkpoints_are_committed_by_the_process_in_shared_batches(
+    store: SQLiteStore,
+) -> None:
+    leases = await lease_many(store, 300)
+    assert store._process is not None
+    before = store._process.batches
+    await asyncio.gather(
+        *(store.commit(Checkpoint(lease, 2, [b"a", b"b"], now=1.0)) for lease in leases)
+    )
+    assert 3 <= store._process.batches - before < 10  # batches of at most 128, not 300
+    for lease in leases:
+        loaded = await store.load(lease.execution_id)
+        assert loaded is not None
+        assert loaded[1] == [b"start", b"a", b"b"]
+        assert loaded[0].next_seq == 3
+
+
+async def test_a_refused_checkpoint_fails_alone_with_lease_lost(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 40)
+    checkpoints = [Checkpoint(lease, 2, [b"a"], now=1.0) for lease in leases]
+    checkpoints[7] = Checkpoint(Lease(leases[7].execution_id, OWNER, 0), 2, [b"a"], now=1.0)
+    checkpoints[30] = Checkpoint(leases[30], 9, [b"a"], now=1.0)
+    outcomes = await asyncio.gather(
+        *(store.commit(cp) for cp in checkpoints), return_exceptions=True
+    )
+    failed = {i for i, outcome in enumerate(outcomes) if outcome is not None}
+    assert failed == {7, 30}
+    assert isinstance(outcomes[7], LeaseLostError)
+    assert "no longer holds it" in str(outcomes[7])
+    assert isinstance(outcomes[30], LeaseLostError)
+    assert "must start at 2, not 9" in str(outcomes[30])
+    for i, lease in enumerate(leases):
+        loaded = await store.load(lease.execution_id)
+        assert loaded is not None
+        assert len(loaded[1]) == (1 if i in failed else 2)
+
+
+async def test_a_write_for_the_thread_waits_for_the_batches_in_flight(
+    store: SQLiteStore,
+) -> None:
+    leases = await lease_many(store, 300)
+    commits = asyncio.gather(
+        *(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)) for lease in leases)
+    )
+    for _ in range(3):  # the writer takes the checkpoints and sends the first batches
+        await asyncio.sleep(0)
+    last = leases[-1]
+    await store.release(last, wake_at=None, now=2.0)  # a thread write, queued behind them
+    await commits
+    row = await store.get_execution(last.execution_id)
+    assert row is not None
+    assert (row.next_seq, row.lease_owner) == (2, None)  # the checkpoint, then the release
+
+
+async def test_writes_queued_before_close_are_committed(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db", writer="process")
+    await store.open()
+    leases = await lease_many(store, 200)
+    pending = [
+        asyncio.ensure_future(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)))
+        for lease in leases
+    ]
+    await asyncio.sleep(0)
+    pid = writer_pid(store)
+    await store.close()
+    await asyncio.gather(*pending)
+    assert reaped(pid)
+    with closing(sqlite3.connect(tmp_path / "t.db")) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM events WHERE data = x'61'").fetchone()
+    assert count == 200
+
+
+async def test_a_killed_writer_process_fails_its_writes_and_is_replaced(
+    store: SQLiteStore,
+) -> None:
+    leases = await lease_many(store, 3)
+    first = writer_pid(store)
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(StoreError, match="writer process exited"):
+        await store.commit(Checkpoint(leases[0], 2, [b"a"], now=1.0))
+    await store.commit(Checkpoint(leases[1], 2, [b"a"], now=1.0))  # a new process took over
+    assert writer_pid(store) != first
+    loaded = await store.load(leases[1].execution_id)
+    assert loaded is not None
+    assert loaded[1] == [b"start", b"a"]
+    row = await store.get_execution(leases[0].execution_id)
+    assert row is not None
+    assert row.next_seq == 1  # the failed write never reached the file
+
+
+async def test_a_locked_database_fails_the_batch_and_the_process_recovers(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "t.db", writer="process", busy_timeout=0.05)
+    await store.open()
+    try:
+        leases = await lease_many(store, 3)
+        with closing(sqlite3.connect(tmp_path / "t.db", isolation_level=None)) as conn:
+            conn.execute("BEGIN EXCLUSIVE")
+            outcomes = await asyncio.gather(
+                *(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)) for lease in leases),
+                return_exceptions=True,
+            )
+            conn.execute("ROLLBACK")
+        assert all(type(o) is StoreError and "locked" in str(o) for o in outcomes), outcomes
+        await store.commit(Checkpoint(leases[0], 2, [b"a"], now=1.0))
+    finally:
+        await store.close()
