@@ -37,12 +37,12 @@ def main(argv: list[str]) -> None:
         if "s1" in workloads:
             figures["S1 steps/s"] = median_of(lambda p: asyncio.run(s1_once(p, s1_steps)))
             figures["S1 engine alone steps/s"] = median_of(
-                lambda p: asyncio.run(s1_once(p, s1_steps, in_memory=True))
+                lambda p: asyncio.run(s1_once(p, s1_steps, store="memory"))
             )
         if "s2" in workloads:
             figures["S2 steps/s"] = median_of(lambda p: asyncio.run(concurrent_once(p, s2_n, s2_k)))
             figures["S2 engine alone steps/s"] = median_of(
-                lambda p: asyncio.run(concurrent_once(p, s2_n, s2_k, in_memory=True))
+                lambda p: asyncio.run(concurrent_once(p, s2_n, s2_k, store="memory"))
             )
         if "s3" in workloads:
             master = work / "s3.db"

@@ -49,22 +49,22 @@ from bench_steps import (
     ratio,
     sequential_steps,
     session,
+    store_for,
 )
 
 from durable import Engine
-from durable.stores import MemoryStore
 
 DEFAULT_CONCURRENCY = 100  # the Engine's default
 DEFAULT_SWEEP = (1, 10, 50, 100, 200, 500)
 
 
-def make_engine(path: Path, concurrency: int, *, in_memory: bool = False) -> Engine:
+def make_engine(path: Path, concurrency: int, *, store: str = "thread") -> Engine:
     """The engine's defaults, with a worker that admits ``concurrency`` invocations at once
-    (on a :class:`MemoryStore` when ``in_memory``)."""
+    (on another store when asked: see ``bench_steps.store_for``)."""
     engine = Engine(
         str(path),
         concurrency=max(DEFAULT_CONCURRENCY, concurrency),
-        store=MemoryStore() if in_memory else None,
+        store=store_for(path, store),
     )
     engine.workflow(sequential_steps)
     return engine
@@ -88,10 +88,10 @@ async def wave(engine: Engine, concurrency: int, steps: int) -> None:
 
 
 async def concurrent_once(
-    path: Path, concurrency: int, steps: int, waves: int = 1, *, in_memory: bool = False
+    path: Path, concurrency: int, steps: int, waves: int = 1, *, store: str = "thread"
 ) -> float:
     """Steps/s of ``waves`` waves of ``concurrency`` executions x ``steps`` steps."""
-    engine = make_engine(path, concurrency, in_memory=in_memory)
+    engine = make_engine(path, concurrency, store=store)
     async with engine:
         start = time.perf_counter()
         for _ in range(waves):
@@ -131,14 +131,20 @@ def run(
         repeat,
         lambda: asyncio.run(concurrent_once(work.fresh("s2"), n, k)),
     )
+    s2_process = measure(
+        Figure('S2 with the writer process (writer="process")', "steps/s"),
+        repeat,
+        lambda: asyncio.run(concurrent_once(work.fresh("s2-process"), n, k, store="process")),
+    )
     engine_alone = measure(
         Figure("S2 engine alone: on MemoryStore, not durable", "steps/s"),
         repeat,
-        lambda: asyncio.run(concurrent_once(work.fresh("s2-memory"), n, k, in_memory=True)),
+        lambda: asyncio.run(concurrent_once(work.fresh("s2-memory"), n, k, store="memory")),
     )
-    figures = [raw_commit, s2, engine_alone]
+    figures = [raw_commit, s2, s2_process, engine_alone]
     ratios = [
         ("S2 steps/s / raw commits/s", ratio(s2, raw_commit)),
+        ("S2 writer process steps/s / raw commits/s", ratio(s2_process, raw_commit)),
         ("engine alone steps/s / raw commits/s", ratio(engine_alone, raw_commit)),
         ("S2 time per step (median)", f"{1e6 / s2.median:,.1f} us"),
         ("S2 of which the engine alone", f"{1e6 / engine_alone.median:,.1f} us"),

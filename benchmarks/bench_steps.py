@@ -82,6 +82,7 @@ async def steps_then_wait(ctx: DurableContext, n: int) -> int:
 def make_engine(
     path: Path, *, clock: VirtualClock | None = None, store: Store | None = None
 ) -> Engine:
+    """The engine's defaults on ``path`` (or on ``store``), with the benchmark workflows."""
     engine = Engine(str(path), clock=clock, store=store)
     engine.workflow(sequential_steps)
     engine.workflow(steps_then_wait)
@@ -244,13 +245,23 @@ def raw_read_decode(path: Path) -> float:
 # -- S1: sequential steps --------------------------------------------------------------------
 
 
-async def s1_once(path: Path, steps: int, *, in_memory: bool = False) -> float:
+def store_for(path: Path, store: str) -> Store | None:
+    """``"thread"``: ``None`` (the engine's default store); ``"process"``: the SQLite store
+    with its writer process; ``"memory"``: a :class:`MemoryStore` (nothing durable)."""
+    if store == "memory":
+        return MemoryStore()
+    if store == "process":
+        return SQLiteStore(path, writer="process")
+    return None
+
+
+async def s1_once(path: Path, steps: int, *, store: str = "thread") -> float:
     """Steps/s of one workflow, ``start()`` to result, on the engine's default store.
 
-    ``in_memory`` runs it on a :class:`MemoryStore` instead: the engine alone, nothing
-    durable, so the difference per step is what the SQLite store and its commits cost.
+    ``store`` picks another one (see :func:`store_for`): ``"memory"`` is the engine alone,
+    so the difference per step is what the SQLite store and its commits cost.
     """
-    engine = make_engine(path, store=MemoryStore() if in_memory else None)
+    engine = make_engine(path, store=store_for(path, store))
     async with engine:
         start = time.perf_counter()
         result = await engine.run("sequential_steps", steps)
@@ -365,10 +376,15 @@ def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tup
         repeat,
         lambda: asyncio.run(s1_once(work.fresh("s1"), n)),
     )
+    s1_process = measure(
+        Figure('S1 with the writer process (writer="process")', "steps/s"),
+        repeat,
+        lambda: asyncio.run(s1_once(work.fresh("s1-process"), n, store="process")),
+    )
     s1_engine = measure(
         Figure("S1 engine alone: on MemoryStore, not durable", "steps/s"),
         repeat,
-        lambda: asyncio.run(s1_once(work.fresh("s1-memory"), n, in_memory=True)),
+        lambda: asyncio.run(s1_once(work.fresh("s1-memory"), n, store="memory")),
     )
 
     progress(f"S3: recording {m:,} steps ...")
@@ -415,10 +431,11 @@ def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tup
         lambda: count / timed(lambda: ReplayState.from_events(events)),
     )
 
-    figures = [raw_commit, raw_batch, raw_read, s1, s1_engine]
+    figures = [raw_commit, raw_batch, raw_read, s1, s1_process, s1_engine]
     figures += [s3_events, s3_steps, s3_open, s3_load, s3_core, s3_decode, s3_fold]
     ratios = [
         ("S1 steps/s / raw commits/s", ratio(s1, raw_commit)),
+        ("S1 writer process steps/s / raw commits/s", ratio(s1_process, raw_commit)),
         ("S3 events/s / raw read+decode events/s", ratio(s3_events, raw_read)),
         ("S3 events/s / pure-core events/s", ratio(s3_events, s3_core)),
         ("S1 time per step (median)", f"{1e6 / s1.median:,.0f} us"),

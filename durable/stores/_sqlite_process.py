@@ -86,6 +86,11 @@ class ProcessWriter:
         self.batches = 0  # batches committed
 
     @property
+    def idle(self) -> bool:
+        """True while no batch is in flight."""
+        return self._idle.is_set()
+
+    @property
     def broken(self) -> bool:
         """True once the process has exited: it takes no more batches."""
         return self._broken is not None

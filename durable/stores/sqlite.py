@@ -51,6 +51,10 @@ PROCESS_BATCH = 128
 """The most checkpoints in one batch of the writer process: smaller batches let the event
 loop drive the executions of one batch while the process commits the next."""
 
+PROCESS_MIN = 16
+"""Fewer writes than this, with no batch in flight, go to the thread even with a writer
+process: one round trip through a pipe costs more than the GIL it would spare."""
+
 _WRITERS = ("thread", "process")
 
 
@@ -135,6 +139,7 @@ class SQLiteStore:
         self._loop: asyncio.AbstractEventLoop | None = None  # the writer task's
         self._writer_mode = writer
         self._process: ProcessWriter | None = None
+        self._process_min = PROCESS_MIN  # tests set 1 to send every write to the process
         self._thread_batches = 0  # transactions written by the thread (and dead processes)
 
     @property
@@ -267,8 +272,11 @@ class SQLiteStore:
 
     async def _send(self, process: ProcessWriter, writes: list[_Write]) -> list[_Write]:
         """Send ``writes`` to the writer process in batches of :data:`PROCESS_BATCH`; returns
-        ``[]``, or all of them when one has no form for the process or cannot be encoded
-        (the thread then writes them, with its own errors)."""
+        ``[]``, or those left to the thread: a few writes while the process is idle (see
+        :data:`PROCESS_MIN`), or all of them when one has no form for the process or cannot
+        be encoded (the thread then writes them, with its own errors)."""
+        if len(writes) < self._process_min and process.idle:
+            return writes
         jobs = _process_jobs(writes)
         if jobs is None:
             return writes

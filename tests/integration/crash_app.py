@@ -42,6 +42,7 @@ class SkewedClock(SystemClock):
 def build(db: str, marks: str, skew: float) -> Engine:
     writer = os.environ.get("CRASH_APP_WRITER", "thread")
     store = SQLiteStore(db, writer=writer)
+    store._process_min = 1  # with the process: every checkpoint it can take, even alone
     engine = Engine(db, clock=SkewedClock(skew), poll_interval=0.05, store=store)
 
     def mark(text: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from durable.errors import LeaseLostError, StoreError
 from durable.stores import Checkpoint, ExecutionRow, Lease, SQLiteStore
+from durable.stores.sqlite import PROCESS_MIN
 
 OWNER = "worker-1"
 
@@ -21,6 +22,7 @@ OWNER = "worker-1"
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     backend = SQLiteStore(tmp_path / "t.db", writer="process")
+    backend._process_min = 1  # every write the process can take goes there, even alone
     await backend.open()
     yield backend
     await backend.close()
@@ -130,6 +132,28 @@ async def test_writes_queued_before_close_are_committed(tmp_path: Path) -> None:
     assert count == 200
 
 
+async def test_a_few_writes_go_to_the_thread_while_the_process_is_idle(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db", writer="process")
+    await store.open()
+    try:
+        assert store._process is not None
+        leases = await lease_many(store, PROCESS_MIN + 40)
+        before = store._process.batches
+        for lease in leases[:3]:  # one at a time: the thread, as without a process
+            await store.commit(Checkpoint(lease, 2, [b"a"], now=1.0))
+        assert store._process.batches == before
+        await asyncio.gather(
+            *(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)) for lease in leases[3:])
+        )
+        assert store._process.batches == before + 1  # many at once: the process
+        for lease in leases:
+            row = await store.get_execution(lease.execution_id)
+            assert row is not None
+            assert row.next_seq == 2
+    finally:
+        await store.close()
+
+
 async def test_a_killed_writer_process_fails_its_writes_and_is_replaced(
     store: SQLiteStore,
 ) -> None:
@@ -152,6 +176,7 @@ async def test_a_locked_database_fails_the_batch_and_the_process_recovers(
     tmp_path: Path,
 ) -> None:
     store = SQLiteStore(tmp_path / "t.db", writer="process", busy_timeout=0.05)
+    store._process_min = 1
     await store.open()
     try:
         leases = await lease_many(store, 3)
