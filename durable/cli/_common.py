@@ -63,7 +63,7 @@ def existing_db(db: str) -> str:
     executions never create an empty one."""
     if db in _MEMORY_URLS:
         return db
-    path = db[len("sqlite:///") :] if db.startswith("sqlite:///") else db
+    path = db[len("sqlite:///") :].partition("?")[0] if db.startswith("sqlite:///") else db
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
         return db  # another scheme: the store names what is wrong with it
     if not Path(path).exists():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
+from typing import Any
 
 from durable.errors import StoreError
 from durable.stores.base import (
@@ -47,12 +49,17 @@ def open_store(url: str) -> Store:
             ``"sqlite:////absolute/path.db"``, or ``":memory:"`` / ``"memory://"`` for an
             in-process store.
 
+    A ``sqlite:///`` URL may end with options of :class:`SQLiteStore`:
+    ``?writer=process``, ``?synchronous=NORMAL``, ``?busy_timeout=10`` (joined with ``&``).
+
     Raises:
-        StoreError: for PostgreSQL (not available in this version) and unknown schemes.
+        StoreError: for PostgreSQL (not available in this version), unknown schemes and
+            unknown or invalid URL options.
 
     Example::
 
         store = open_store("sqlite:///orders.db")   # SQLiteStore("orders.db")
+        store = open_store("sqlite:///orders.db?writer=process")
     """
     if url in (":memory:", "memory://", "sqlite://", "sqlite:///:memory:"):
         return MemoryStore()
@@ -63,8 +70,28 @@ def open_store(url: str) -> Store:
     if scheme == "sqlite":
         if not url.startswith("sqlite:///"):
             raise StoreError(f"a SQLite URL needs three slashes (sqlite:///path.db): {url!r}")
-        return SQLiteStore(url[len("sqlite:///") :])
+        path, _, query = url[len("sqlite:///") :].partition("?")
+        return SQLiteStore(path, **_sqlite_options(url, query))
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         raise StoreError("the PostgreSQL store is not available in this version of durable")
     # Name the scheme only: the rest of a URL may hold a password.
     raise StoreError(f"unknown store URL scheme {scheme!r} (use a path, sqlite:/// or :memory:)")
+
+
+_SQLITE_OPTIONS = ("writer", "synchronous", "busy_timeout")
+
+
+def _sqlite_options(url: str, query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if name not in _SQLITE_OPTIONS:
+            known = ", ".join(_SQLITE_OPTIONS)
+            raise StoreError(f"unknown SQLite URL option {name!r} in {url!r} (known: {known})")
+        options[name] = value
+    try:
+        if "busy_timeout" in options:
+            options["busy_timeout"] = float(options["busy_timeout"])
+        SQLiteStore(":memory:", **options)  # checks the values before anything opens
+    except ValueError as exc:
+        raise StoreError(f"invalid SQLite URL option in {url!r}: {exc}") from None
+    return options

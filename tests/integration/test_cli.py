@@ -262,6 +262,16 @@ def test_list_filters_limit_and_env_db(orders: tuple[Path, dict[str, str]], tmp_
     assert_one_line_error(bad, "'DONE'", "RUNNING, SUCCEEDED, FAILED, STOPPED, TIMED_OUT")
 
 
+def test_a_url_with_store_options_names_the_same_database(
+    orders: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    db, _ = orders
+    plain = durable("list", "--db", str(db), cwd=tmp_path)
+    url = durable("list", "--db", f"sqlite:///{db}?writer=process&busy_timeout=2", cwd=tmp_path)
+    assert url.returncode == 0, url.stderr
+    assert url.stdout == plain.stdout
+
+
 def test_list_json(orders: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     db, ids = orders
     result = durable("list", "--json", "--db", str(db), cwd=tmp_path)

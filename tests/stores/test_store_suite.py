@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -1578,6 +1580,34 @@ def test_open_store_sqlite(url: str, path: str) -> None:
     store = open_store(url)
     assert isinstance(store, SQLiteStore)
     assert store.path == path
+
+
+async def test_open_store_sqlite_url_options(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/o.db?writer=process&synchronous=normal")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == f"{tmp_path}/o.db"
+    await store.open()
+    try:
+        assert store._process is not None  # the writer process runs
+        row = ExecutionRow("e", "wf", "RUNNING", b"\x90", 1.0, 1.0, seed=1)
+        assert (await store.create_execution(row, [b"s"]))[1] is True
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(tmp_path / "o.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///o.db?writer=fork", "invalid SQLite URL option .*writer must be one of"),
+        ("sqlite:///o.db?busy_timeout=soon", "invalid SQLite URL option"),
+        ("sqlite:///o.db?journal=delete", "unknown SQLite URL option 'journal'"),
+    ],
+)
+def test_open_store_refuses_bad_sqlite_url_options(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        open_store(url)
 
 
 @pytest.mark.parametrize("url", [":memory:", "memory://"])
