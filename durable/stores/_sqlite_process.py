@@ -73,7 +73,7 @@ class ProcessWriter:
 
     def __init__(self, path: str, synchronous: str, busy_timeout: float) -> None:
         self.path = path
-        self._args = (path, synchronous, repr(busy_timeout))
+        self._args = (os.path.abspath(path), synchronous, repr(busy_timeout))
         self._process: asyncio.subprocess.Process | None = None
         self._stdout: asyncio.StreamReader | None = None
         self._inflight: collections.deque[tuple[list[int], Waiters]] = collections.deque()
@@ -178,15 +178,19 @@ class ProcessWriter:
             return None
 
     async def _read_replies(self) -> None:
+        why = ""
         try:
             while (body := await self._read()) is not None:
                 self._answer(_reply.decode(body))
+        except Exception as exc:  # a reply that makes no sense: stop trusting the process
+            why = f": {exc!r}"
+            await self._kill()
         finally:
             process = self._process
             code = None if process is None else await process.wait()
-            self._broken = f"{self.path}: the writer process exited (status {code})"
+            self._broken = f"{self.path}: the writer process exited (status {code}){why}"
             if process is None:
-                self._broken = f"{self.path}: the writer process was closed"
+                self._broken = f"{self.path}: the writer process was closed{why}"
             while self._inflight:
                 _fail_all(self._inflight.popleft()[1], StoreError(self._broken))
             self._room.set()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sqlite3
 import sys
 from typing import Any
@@ -72,6 +73,11 @@ def main(argv: list[str]) -> int:
     if synchronous not in wsql.SYNCHRONOUS:
         print(f"unknown synchronous mode {synchronous!r}", file=sys.stderr)
         return 2
+    # Only the end of stdin ends this process: Ctrl-C in a terminal (SIGINT to the whole
+    # process group) or a service manager's SIGTERM to every process of the service must
+    # not cut the writes the engine makes while it shuts down gracefully.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=timeout)

@@ -286,6 +286,10 @@ class SQLiteStore:
                 await process.send(jobs[i : i + PROCESS_BATCH], [w.future for w in chunk])
             except (TypeError, ValueError, OverflowError):  # msgspec refused a value
                 return writes[i:]
+            except BaseException:  # stopped while waiting for room: these were never sent
+                for write in writes[i:]:
+                    _fail(write.future, StoreError(f"{self.path}: the store writer was stopped"))
+                raise
         return []
 
     async def _flush(self, conn: aiosqlite.Connection, writes: list[_Write]) -> None:

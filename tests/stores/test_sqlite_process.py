@@ -172,6 +172,19 @@ async def test_a_killed_writer_process_fails_its_writes_and_is_replaced(
     assert row.next_seq == 1  # the failed write never reached the file
 
 
+async def test_the_writer_process_outlives_sigint_and_sigterm(store: SQLiteStore) -> None:
+    # A terminal's Ctrl-C and a service manager's SIGTERM reach every process of the group;
+    # the engine then shuts down gracefully and its last checkpoints still need the writer.
+    leases = await lease_many(store, 2)
+    pid = writer_pid(store)
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    await store.commit(Checkpoint(leases[0], 2, [b"a"], now=1.0))
+    assert writer_pid(store) == pid
+    assert store._process is not None
+    assert not store._process.broken
+
+
 async def test_a_locked_database_fails_the_batch_and_the_process_recovers(
     tmp_path: Path,
 ) -> None:
