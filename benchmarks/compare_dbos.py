@@ -20,6 +20,8 @@ The engines:
 
 * ``durable``: ``Engine(path)`` with its defaults (WAL, ``synchronous=FULL``, group commit),
   ``concurrency=max(100, C)``; ``bench_steps.s1_once`` and ``bench_concurrency.concurrent_once``.
+* ``durable-process``: the same with ``store=SQLiteStore(path, writer="process")``: group
+  commit in a writer process, on the other core.
 * DBOS Transact: ``@DBOS.workflow()`` / ``@DBOS.step()`` on ``async def`` functions
   (``_dbos_workloads.py``), started with ``DBOS.start_workflow_async`` and awaited with
   ``handle.get_result()``; its SQLite system database (``system_database_url=sqlite:///...``,
@@ -71,8 +73,13 @@ from bench_steps import (
 HERE = Path(__file__).resolve().parent
 CHART = HERE / "steps_vs_concurrency.png"
 NUMBERS = HERE / "steps_vs_concurrency.json"
-ENGINES = ("durable", "dbos")
-LABELS = {"durable": "durable", "dbos": "DBOS Transact"}
+ENGINES = ("durable", "durable-process", "dbos")
+DURABLE = ("durable", "durable-process")
+LABELS = {
+    "durable": "durable",
+    "durable-process": "durable writer=process",
+    "dbos": "DBOS Transact",
+}
 CHILD_TIMEOUT = 900.0
 RESULT_PREFIX = "RESULT "
 S2_TARGET_X_RAW = 4.0  # issue 6: S2 >= 4 x the raw 1-row-per-commit rate
@@ -101,10 +108,12 @@ def durable_child(spec: dict[str, Any]) -> dict[str, Any]:
 
     _enginelog.capture()
     path = Path(spec["db"])
+    store = "process" if spec["engine"] == "durable-process" else "thread"
     if spec["workload"] == "s1":
-        value = asyncio.run(s1_once(path, spec["steps"]))
+        value = asyncio.run(s1_once(path, spec["steps"], store=store))
     else:
-        value = asyncio.run(concurrent_once(path, spec["concurrency"], spec["k"], spec["waves"]))
+        c, k, waves = spec["concurrency"], spec["k"], spec["waves"]
+        value = asyncio.run(concurrent_once(path, c, k, waves, store=store))
     return {
         "value": value,
         "journal_mode": journal_mode(path),
@@ -195,7 +204,7 @@ def expect(got: object, expected: object) -> None:
 
 
 def child_main(spec: dict[str, Any]) -> None:
-    run = durable_child if spec["engine"] == "durable" else dbos_child
+    run = dbos_child if spec["engine"] == "dbos" else durable_child
     out = run(spec)
     print(RESULT_PREFIX + json.dumps(out), flush=True)
 
@@ -271,8 +280,8 @@ def summarize(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                 "values": figure.values,
                 "x_raw_median": figure.median / raw.median,
             }
-        if "durable" in row and "dbos" in row:
-            row["durable_over_dbos_median"] = row["durable"]["median"] / row["dbos"]["median"]
+        for engine in (e for e in DURABLE if e in row and "dbos" in row):
+            row[f"{engine}_over_dbos_median"] = row[engine]["median"] / row["dbos"]["median"]
         rows.append(row)
     infos = out["infos"]
     config: dict[str, Any] = {}
@@ -296,16 +305,17 @@ def summarize(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             "connections_per_run_max": max(i["dbos_connections"] for i in infos["dbos"]),
             "other_settings": "DBOS defaults (sys_db_pool_size 20, default executor threads)",
         }
-    if "durable" in infos:
+    for engine in (e for e in DURABLE if e in infos):
         log: dict[str, int] = {}
-        for info in infos["durable"]:
+        for info in infos[engine]:
             for kind, n in info["log"].items():
                 log[kind] = log.get(kind, 0) + n
-        config["durable"] = {
+        store = ", store=SQLiteStore(path, writer='process')" if engine != "durable" else ""
+        config[engine] = {
             "version": version("durable"),
-            "file_journal_mode_after": sorted({i["journal_mode"] for i in infos["durable"]}),
+            "file_journal_mode_after": sorted({i["journal_mode"] for i in infos[engine]}),
             "synchronous": "FULL (the engine's default)",
-            "engine": "Engine(path, concurrency=max(100, C)), defaults otherwise",
+            "engine": f"Engine(path, concurrency=max(100, C){store}), defaults otherwise",
             "log": log,
         }
     return {
@@ -324,12 +334,12 @@ def print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
         f"best {fmt(raw['best'])}, median {fmt(raw['median'])} commits/s"
     )
     print()
-    both = "durable" in args.engines and "dbos" in args.engines
+    versus = [e for e in DURABLE if e in args.engines] if "dbos" in args.engines else []
     head = f"{'workload (steps/s)':<40}"
     for engine in args.engines:
         head += f"  {LABELS[engine] + ' best':>18}  {'median':>9}  {'x raw':>6}"
-    if both:
-        head += f"  {'durable/DBOS':>12}"
+    for engine in versus:
+        head += f"  {LABELS[engine].replace('durable ', '') + '/DBOS':>14}"
     print(head)
     print("-" * len(head))
     for row in summary["rows"]:
@@ -337,10 +347,10 @@ def print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
         for engine in args.engines:
             fig = row[engine]
             line += f"  {fmt(fig['best']):>18}  {fmt(fig['median']):>9}  {fig['x_raw_median']:6.2f}"
-        if both:
-            line += f"  {row['durable_over_dbos_median']:12.1f}"
+        for engine in versus:
+            line += f"  {row[f'{engine}_over_dbos_median']:14.1f}"
         print(line)
-    print("(x raw: median over the median raw 1-row-per-commit rate; durable/DBOS: of medians)")
+    print("(x raw: median over the median raw 1-row-per-commit rate; .../DBOS: of medians)")
     print()
     for engine, config in summary["config"].items():
         print(f"{LABELS[engine]} configuration:")
@@ -349,9 +359,9 @@ def print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
                 continue
             shown = ", ".join(value) if isinstance(value, list) else value
             print(f"  {key:<32}  {shown}")
-    if "durable" in summary["config"]:
-        log = summary["config"]["durable"]["log"]
-        print("durable engine log, all runs (info level and above):")
+    for engine in (e for e in DURABLE if e in summary["config"]):
+        log = summary["config"][engine]["log"]
+        print(f"{LABELS[engine]} engine log, all runs (info level and above):")
         if not log:
             print("  no lines")
         for kind, n in log.items():
@@ -369,7 +379,7 @@ def write_chart(summary: dict[str, Any], args: argparse.Namespace, info: dict[st
         return
     xs = [r["concurrency"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    colors = {"durable": "tab:blue", "dbos": "tab:orange"}
+    colors = {"durable": "tab:blue", "durable-process": "tab:green", "dbos": "tab:orange"}
     for engine in args.engines:
         med = [r[engine]["median"] for r in rows]
         low = [min(r[engine]["values"]) for r in rows]
@@ -444,7 +454,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--engines",
         type=lambda s: [e for e in s.split(",") if e],
         default=list(ENGINES),
-        help="comma-separated subset of durable,dbos",
+        help="comma-separated subset of durable,durable-process,dbos",
     )
     parser.add_argument("--dir", help="where to create the databases (default: the temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the database files")
