@@ -71,7 +71,12 @@ def open_store(url: str) -> Store:
         if not url.startswith("sqlite:///"):
             raise StoreError(f"a SQLite URL needs three slashes (sqlite:///path.db): {url!r}")
         path, _, query = url[len("sqlite:///") :].partition("?")
-        return SQLiteStore(path, **_sqlite_options(url, query))
+        options = _sqlite_options(url, query)
+        if path == ":memory:":
+            if options:
+                raise StoreError(f"an in-memory store takes no SQLite options: {url!r}")
+            return MemoryStore()
+        return SQLiteStore(path, **options)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         raise StoreError("the PostgreSQL store is not available in this version of durable")
     # Name the scheme only: the rest of a URL may hold a password.

@@ -13,33 +13,37 @@ stdin, in order:
 
 A frame is a 4-byte big-endian length and a msgpack body (msgspec; nothing is unpickled).
 The first frame the child writes says it is ready: ``(True, pid)``, or ``(False, message)``.
+A frame of length 0 (:data:`STOP`) asks the child to exit once the batches before it are
+answered.
 """
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import builtins
 
 import msgspec
 
-from durable.errors import LeaseLostError, StoreError
+from durable import errors
 from durable.stores.base import Checkpoint, Lease
 
 __all__ = [
     "COMMIT",
     "CREATE",
-    "ERRORS",
     "HEADER",
     "PLAIN",
+    "STOP",
     "PlainRow",
     "Reply",
-    "read_frame",
+    "error_from",
     "to_checkpoint",
     "to_row",
-    "write_frame",
 ]
 
 HEADER = 4
 """Bytes of the big-endian length in front of every frame."""
+
+STOP = bytes(HEADER)
+"""The frame that ends the child (see the module docstring)."""
 
 PlainRow = tuple[str, str, int, int, list[bytes], float, bool, float | None, float | None]
 """A plain checkpoint on the wire: execution id, lease owner, lease epoch, first_seq, events,
@@ -49,14 +53,22 @@ PLAIN, COMMIT, CREATE = 0, 1, 2
 """Job kinds: a plain checkpoint, any other checkpoint, a new execution."""
 
 Reply = tuple[bool, str, list[tuple[int, str, str]], list[tuple[int, msgspec.Raw]]]
-"""committed, batch error, failures (index, error kind, message), results (index, value)."""
+"""committed, batch error, failures (index, exception class name, message), results
+(index, value)."""
 
-ERRORS: dict[str, type[Exception]] = {
-    "LeaseLostError": LeaseLostError,
-    "StoreError": StoreError,
-    "ValueError": ValueError,
-}
-"""The exceptions a job may fail with, by the name sent back; any other becomes StoreError."""
+
+def error_from(name: str, message: str) -> Exception:
+    """The exception a job failed with in the child, rebuilt from its class name: one of
+    :mod:`durable.errors` or a built-in exception; any other becomes ``StoreError``."""
+    cls = getattr(errors, name, None) or getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            error: Exception = cls(message)
+        except TypeError:  # another constructor signature (ExecutionFailedError)
+            pass
+        else:
+            return error
+    return errors.StoreError(f"{name}: {message}")
 
 
 def to_row(cp: Checkpoint) -> PlainRow:
@@ -71,19 +83,3 @@ def to_checkpoint(row: PlainRow) -> Checkpoint:
     execution_id, owner, epoch, first_seq, events, now, release, wake_at, lease_expires = row
     return Checkpoint(Lease(execution_id, owner, epoch), first_seq, events, now,
                       release, wake_at, lease_expires)  # fmt: skip
-
-
-def write_frame(out: BinaryIO, body: bytes) -> None:
-    """Write one length-prefixed frame and flush it."""
-    out.write(len(body).to_bytes(HEADER, "big") + body)
-    out.flush()
-
-
-def read_frame(inp: BinaryIO) -> bytes | None:
-    """The next frame's body, or ``None`` at end of input (a partial frame counts as end)."""
-    header = inp.read(HEADER)
-    if len(header) < HEADER:
-        return None
-    size = int.from_bytes(header, "big")
-    body = inp.read(size)
-    return body if len(body) == size else None

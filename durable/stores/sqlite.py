@@ -36,7 +36,7 @@ from durable.stores import _sqlite_batch as wsql
 from durable.stores import _sqlite_schema as sql
 from durable.stores import _sqlite_wire as proc
 from durable.stores._filters import workflow_filter
-from durable.stores._sqlite_process import Job, ProcessWriter
+from durable.stores._sqlite_process import Gone, Job, ProcessWriter
 from durable.stores.base import CallbackRow, Checkpoint, ExecutionRow, Lease, ListQuery
 from durable.types import ErrorInfo
 
@@ -140,6 +140,7 @@ class SQLiteStore:
         self._writer_mode = writer
         self._process: ProcessWriter | None = None
         self._process_min = PROCESS_MIN  # tests set 1 to send every write to the process
+        self._stopped = False  # the writer task was cancelled: writes are refused
         self._thread_batches = 0  # transactions written by the thread (and dead processes)
 
     @property
@@ -163,6 +164,9 @@ class SQLiteStore:
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = aiosqlite.connect(self.path, isolation_level=None, timeout=self._busy_timeout)
+        # A daemon thread (aiosqlite's is not): an application that ends without closing
+        # the store must still exit. A transaction cut short at exit is rolled back.
+        conn._thread.daemon = True
         try:
             return await conn
         except sqlite3.Error as exc:
@@ -203,6 +207,7 @@ class SQLiteStore:
             await writer.close()
             raise
         self._reader, self._writer, self._process = reader, writer, process
+        self._stopped = False
         self._queue = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._writer_task = self._loop.create_task(
@@ -238,17 +243,34 @@ class SQLiteStore:
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
             writes = [w for w in batch if w is not None and not w.future.done()]
-            process = await self._live_process()
-            if process is not None and writes:
-                writes = await self._send(process, writes)  # the ones it cannot take
-            if writes:
-                if process is not None:  # keep the order: the process's batches first
-                    await process.wait_idle()
-                await self._flush(conn, writes)
+            try:
+                await self._write_batch(conn, writes)
+                if None in batch and self._process is not None:
+                    await self._process.wait_idle()
+            except Exception as exc:  # not SQL (the batch handles that): fail these, go on
+                failed = StoreError(f"{self.path}: the store writer failed: {exc!r}")
+                for write in writes:
+                    _fail(write.future, failed)
+            except BaseException:  # stopped: nothing queued may wait forever
+                self._stopped = True
+                stopped = StoreError(f"{self.path}: the store writer was stopped")
+                for write in writes:
+                    _fail(write.future, stopped)
+                while not queue.empty():
+                    if (queued := queue.get_nowait()) is not None:
+                        _fail(queued.future, stopped)
+                raise
             if None in batch:  # close() puts None last, after every write
-                if process is not None:
-                    await process.wait_idle()
                 return
+
+    async def _write_batch(self, conn: aiosqlite.Connection, writes: list[_Write]) -> None:
+        process = await self._live_process()
+        if process is not None and writes:
+            writes = await self._send(process, writes)  # the ones it cannot take
+        if writes:
+            if process is not None:  # keep the order: the process's batches first
+                await process.wait_idle()
+            await self._flush(conn, writes)
 
     async def _live_process(self) -> ProcessWriter | None:
         """The writer process; a new one in place of one that died (killed, out of memory).
@@ -265,7 +287,7 @@ class SQLiteStore:
         fresh = ProcessWriter(self.path, self._synchronous, self._busy_timeout)
         try:
             await fresh.start()
-        except StoreError:
+        except Exception:  # StoreError, or an OSError the spawn did not expect
             return None
         self._process = fresh
         return fresh
@@ -273,8 +295,9 @@ class SQLiteStore:
     async def _send(self, process: ProcessWriter, writes: list[_Write]) -> list[_Write]:
         """Send ``writes`` to the writer process in batches of :data:`PROCESS_BATCH`; returns
         ``[]``, or those left to the thread: a few writes while the process is idle (see
-        :data:`PROCESS_MIN`), or all of them when one has no form for the process or cannot
-        be encoded (the thread then writes them, with its own errors)."""
+        :data:`PROCESS_MIN`), all of them when one has no form for the process, or those
+        not sent yet when a chunk cannot be encoded (the thread then writes them, with its
+        own errors) or the process died (then the thread takes them, not a failure)."""
         if len(writes) < self._process_min and process.idle:
             return writes
         jobs = _process_jobs(writes)
@@ -284,12 +307,8 @@ class SQLiteStore:
             chunk = writes[i : i + PROCESS_BATCH]
             try:
                 await process.send(jobs[i : i + PROCESS_BATCH], [w.future for w in chunk])
-            except (TypeError, ValueError, OverflowError):  # msgspec refused a value
+            except (Gone, TypeError, ValueError, OverflowError):  # dead, or msgspec refused
                 return writes[i:]
-            except BaseException:  # stopped while waiting for room: these were never sent
-                for write in writes[i:]:
-                    _fail(write.future, StoreError(f"{self.path}: the store writer was stopped"))
-                raise
         return []
 
     async def _flush(self, conn: aiosqlite.Connection, writes: list[_Write]) -> None:
@@ -322,6 +341,8 @@ class SQLiteStore:
         """
         if self._queue is None or self._loop is None:
             raise StoreError(f"{self!r} is not open")
+        if self._stopped:
+            raise StoreError(f"{self.path}: the store writer was stopped")
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put_nowait(_Write(fn, future, job))
         return future
@@ -367,7 +388,10 @@ class SQLiteStore:
 
         Raises:
             LeaseLostError: the lease or the expected sequence does not match.
-            StoreError: the transaction failed (every checkpoint in it failed too).
+            StoreError: the transaction failed (every checkpoint in it failed too; nothing
+                of it was written), or the writer process died before it answered (the
+                checkpoint may then have been committed, as with any write whose caller
+                is cancelled while it waits).
         """
         if sql.is_plain(checkpoint):  # the hot path: awaits its future with no coroutine between
             await self._submit(checkpoint)

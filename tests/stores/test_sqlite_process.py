@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from durable.errors import LeaseLostError, StoreError
 from durable.stores import Checkpoint, ExecutionRow, Lease, SQLiteStore
+from durable.stores import _sqlite_process as sp
+from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import PROCESS_MIN
 
 OWNER = "worker-1"
@@ -204,3 +212,168 @@ async def test_a_locked_database_fails_the_batch_and_the_process_recovers(
         await store.commit(Checkpoint(leases[0], 2, [b"a"], now=1.0))
     finally:
         await store.close()
+
+
+# -- what must never hang or leak ----------------------------------------------------------
+
+_NO_CLOSE = """
+import asyncio, sys
+from durable.stores import SQLiteStore
+
+async def main():
+    store = SQLiteStore(sys.argv[1], writer=sys.argv[2])
+    await store.open()
+    print(store._process.pid if store._process else 0, flush=True)
+    raise RuntimeError("the application ends without store.close()")
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_an_application_that_never_closes_the_store_still_exits(
+    tmp_path: Path, writer: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_CLOSE, str(tmp_path / "t.db"), writer],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a guard against a hang, not a measurement
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "the application ends without store.close()" in done.stderr
+    pid = int(done.stdout)
+    assert (pid > 0) == (writer == "process")
+    if pid:  # the writer process went with it
+        assert not Path(f"/proc/{pid}/cmdline").exists() or is_zombie(pid)
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+def _hold_the_pipe(started: Any) -> None:
+    started.set()
+    time.sleep(120)  # a forked worker that outlives the test unless terminated
+
+
+async def test_close_ends_the_child_though_a_forked_process_holds_its_pipe(
+    store: SQLiteStore,
+) -> None:
+    pid = writer_pid(store)
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    holder = context.Process(target=_hold_the_pipe, args=(started,), daemon=True)
+    holder.start()  # inherits the write end of the child's stdin
+    try:
+        assert started.wait(30)
+        await store.close()
+        assert holder.is_alive()  # close() did not wait for the fork to go
+        assert reaped(pid)
+    finally:
+        holder.terminate()
+        holder.join()
+
+
+async def test_a_cancelled_open_leaves_no_writer_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned: asyncio.Queue[int] = asyncio.Queue()
+    real_read = ProcessWriter._read
+
+    async def read(self: ProcessWriter) -> bytes | None:
+        if self.pid is not None and self._replies is None:
+            spawned.put_nowait(self.pid)  # started, not yet ready: cancel open() now
+            await asyncio.Event().wait()
+        return await real_read(self)
+
+    monkeypatch.setattr(ProcessWriter, "_read", read)
+    store = SQLiteStore(tmp_path / "t.db", writer="process")
+    opening = asyncio.ensure_future(store.open())
+    pid = await spawned.get()
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    assert reaped(pid)
+
+
+async def test_a_failed_respawn_leaves_the_writes_to_the_thread(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leases = await lease_many(store, 2)
+    os.kill(writer_pid(store), signal.SIGKILL)
+    with pytest.raises(StoreError, match="writer process exited"):
+        await store.commit(Checkpoint(leases[0], 2, [b"a"], now=1.0))
+
+    async def no_processes(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", no_processes)
+    await store.commit(Checkpoint(leases[1], 2, [b"a"], now=1.0))  # the thread wrote it
+    assert store._process is None
+    row = await store.get_execution(leases[1].execution_id)
+    assert row is not None
+    assert row.next_seq == 2
+
+
+async def test_a_reply_that_does_not_decode_fails_its_batch_and_the_process_is_replaced(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leases = await lease_many(store, 4)
+    first = writer_pid(store)
+    monkeypatch.setattr(sp, "_reply", msgspec.msgpack.Decoder(tuple[int, int]))
+    outcomes = await asyncio.gather(
+        *(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)) for lease in leases[:2]),
+        return_exceptions=True,
+    )
+    assert all(type(o) is StoreError and "bad reply" in str(o) for o in outcomes), outcomes
+    monkeypatch.undo()
+    await store.commit(Checkpoint(leases[2], 2, [b"a"], now=1.0))
+    assert writer_pid(store) != first
+
+
+async def test_writes_not_yet_sent_when_the_process_dies_are_written_anyway(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leases = await lease_many(store, 600)
+    sent = asyncio.Event()
+    real_send = ProcessWriter.send
+
+    async def send(self: ProcessWriter, jobs: list[sp.Job], waiters: sp.Waiters) -> None:
+        await real_send(self, jobs, waiters)
+        sent.set()
+
+    monkeypatch.setattr(ProcessWriter, "send", send)
+    commits = asyncio.gather(
+        *(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)) for lease in leases),
+        return_exceptions=True,
+    )
+    await sent.wait()  # the first batch is on its way
+    os.kill(writer_pid(store), signal.SIGKILL)
+    outcomes = await commits
+    failed = [o for o in outcomes if o is not None]
+    assert len(failed) <= 2 * 128  # at most the batches in flight
+    assert all(type(o) is StoreError and "writer process exited" in str(o) for o in failed)
+    for lease, outcome in zip(leases, outcomes, strict=True):
+        row = await store.get_execution(lease.execution_id)
+        assert row is not None
+        if outcome is None:
+            assert row.next_seq == 2
+
+
+async def test_a_job_the_child_cannot_decode_fails_alone(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 3)
+    bad = Checkpoint(leases[1], 2, ["not bytes"], now=1.0)  # type: ignore[list-item]
+    pid = writer_pid(store)
+    outcomes = await asyncio.gather(
+        *(store.commit(cp) for cp in [Checkpoint(leases[0], 2, [b"a"], now=1.0), bad]),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None
+    assert type(outcomes[1]) is StoreError
+    assert "ValidationError" in str(outcomes[1])
+    assert writer_pid(store) == pid  # the process lives on

@@ -1603,6 +1603,7 @@ async def test_open_store_sqlite_url_options(tmp_path: Path) -> None:
         ("sqlite:///o.db?writer=fork", "invalid SQLite URL option .*writer must be one of"),
         ("sqlite:///o.db?busy_timeout=soon", "invalid SQLite URL option"),
         ("sqlite:///o.db?journal=delete", "unknown SQLite URL option 'journal'"),
+        ("sqlite:///:memory:?writer=process", "in-memory store takes no SQLite options"),
     ],
 )
 def test_open_store_refuses_bad_sqlite_url_options(url: str, message: str) -> None:
