@@ -44,6 +44,10 @@ def main(argv: list[str]) -> None:
             figures["S2 engine alone steps/s"] = median_of(
                 lambda p: asyncio.run(concurrent_once(p, s2_n, s2_k, store="memory"))
             )
+        if "s2p" in workloads:  # commits since the writer process only
+            figures["S2 writer process steps/s"] = median_of(
+                lambda p: asyncio.run(concurrent_once(p, s2_n, s2_k, store="process"))
+            )
         if "s3" in workloads:
             master = work / "s3.db"
             asyncio.run(s3_record(master, s3_steps))  # recorded by this side's own durable

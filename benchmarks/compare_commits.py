@@ -92,14 +92,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=3, help="each workload's repeats in a run (median)"
     )
-    parser.add_argument("--workloads", default="s1,s2,s3", help="any of s1,s2,s3")
+    parser.add_argument(
+        "--workloads",
+        default="s1,s2,s3",
+        help="any of s1,s2,s3,s2p (S2 with the writer process: commits that have it)",
+    )
     parser.add_argument("--steps", type=int, default=2000, help="S1: steps")
     parser.add_argument("--n", type=int, default=500, help="S2: executions at once")
     parser.add_argument("--k", type=int, default=10, help="S2: steps per execution")
     parser.add_argument("--replay-steps", type=int, default=10_000, help="S3: steps replayed")
     parser.add_argument("--dir", help="where to create the databases (default: the temp dir)")
     args = parser.parse_args(argv)
-    unknown = set(args.workloads.split(",")) - {"s1", "s2", "s3"}
+    unknown = set(args.workloads.split(",")) - {"s1", "s2", "s3", "s2p"}
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     if min(args.rounds, args.repeat, args.steps, args.n, args.k, args.replay_steps) < 1:

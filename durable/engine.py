@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import uuid
@@ -95,7 +96,8 @@ class Engine:
         self.owner = make_owner_id()
         self.logger = get_logger("durable", engine=self.owner)
         self._workflows: dict[str, Workflow[Any]] = {}
-        self._finished: dict[str, anyio.Event] = {}
+        # the futures of result() calls waiting for an execution to end, by its id
+        self._finished: dict[str, list[asyncio.Future[None]]] = {}
         self._endings: dict[str, Finish] = {}  # announced ends, kept while someone waits
         self._waiting: dict[str, int] = {}
         self._runtime = Runtime(
@@ -486,11 +488,12 @@ class Engine:
     # -- waiting -----------------------------------------------------------------------
 
     def _on_finished(self, execution_id: str, finish: Finish | None = None) -> None:
-        event = self._finished.pop(execution_id, None)
-        if event is not None:
+        waiters = self._finished.pop(execution_id, None)
+        if waiters is not None:
             if finish is not None:  # what was just written: the waiters need not read it
                 self._endings[execution_id] = finish
-            event.set()
+            for waiter in waiters:
+                _wake(waiter)
 
     def _outcome(self, status: ExecutionStatus, workflow: str, finish: Finish) -> Any:
         """The result of a finished execution, or its error raised."""
@@ -504,26 +507,33 @@ class Engine:
     async def _result(self, execution_id: str, timeout: float | None) -> Any:
         self._require_open()
         self._waiting[execution_id] = self._waiting.get(execution_id, 0) + 1
+        loop = asyncio.get_running_loop()
         try:
             # (no cancel scope at all without a timeout: entering one costs more than a step)
             with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
                 while True:
                     # registered before the read: an end announced after it still wakes us
-                    event = self._finished.get(execution_id)
-                    if event is None:
-                        event = self._finished[execution_id] = anyio.Event()
-                    row = await self.store.get_execution(execution_id)
-                    if row is None:
-                        raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
-                    status = ExecutionStatus(row.status)
-                    if status.finished:
-                        finish = Finish(status=row.status, result=row.result, error=row.error)
-                        return self._outcome(status, row.workflow, finish)
-                    # Running here, its end is announced locally: the store is re-read only
-                    # rarely (it may suspend and finish elsewhere). Otherwise every poll.
-                    local = self.is_worker and execution_id in self.worker.active
-                    with anyio.move_on_after(self._poll * (10 if local else 1)):
-                        await event.wait()
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._finished.setdefault(execution_id, []).append(waiter)
+                    try:
+                        row = await self.store.get_execution(execution_id)
+                        if row is None:
+                            raise ExecutionNotFoundError(f"no execution with id {execution_id!r}")
+                        status = ExecutionStatus(row.status)
+                        if status.finished:
+                            finish = Finish(status=row.status, result=row.result, error=row.error)
+                            return self._outcome(status, row.workflow, finish)
+                        # Running here, its end is announced locally: the store is re-read
+                        # only rarely (it may suspend and finish elsewhere). Else every poll.
+                        # (A timer and a future: a cancel scope per wait cost a tenth of S2.)
+                        local = self.is_worker and execution_id in self.worker.active
+                        timer = loop.call_later(self._poll * (10 if local else 1), _wake, waiter)
+                        try:
+                            await waiter
+                        finally:
+                            timer.cancel()
+                    finally:
+                        self._forget_waiter(execution_id, waiter)
                     ending = self._endings.get(execution_id)
                     if ending is not None:  # announced with what was written: no re-read
                         return self._outcome(ExecutionStatus(ending.status), row.workflow, ending)
@@ -534,6 +544,13 @@ class Engine:
             else:  # the last waiter leaves: nothing stays behind (timeouts, cancellation too)
                 self._finished.pop(execution_id, None)
                 self._endings.pop(execution_id, None)
+
+    def _forget_waiter(self, execution_id: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._finished.get(execution_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._finished[execution_id]
 
     async def wait_idle(self) -> None:
         """Return once this worker runs nothing and nothing is due now (for tests).
@@ -552,3 +569,8 @@ class Engine:
             self.worker.nudge()
             assert self.worker.idle is not None, "wait_idle needs a worker engine"
             await self.worker.idle.wait()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
