@@ -71,6 +71,7 @@ __all__ = [
     "renew",
     "select_callback",
     "select_row",
+    "select_rows",
     "stop",
     "transaction",
 ]
@@ -138,6 +139,11 @@ def select_row(conn: sqlite3.Connection, execution_id: str) -> ExecutionRow | No
     """One execution row, or ``None``."""
     found = conn.execute(f"{_SELECT} WHERE execution_id = ?", (execution_id,)).fetchone()
     return None if found is None else _to_row(found)
+
+
+def select_rows(conn: sqlite3.Connection, execution_ids: list[str]) -> list[ExecutionRow | None]:
+    """:func:`select_row` for each id, in order (one trip to the reader's thread for all)."""
+    return [select_row(conn, execution_id) for execution_id in execution_ids]
 
 
 def load(conn: sqlite3.Connection, execution_id: str) -> tuple[ExecutionRow, list[bytes]] | None:

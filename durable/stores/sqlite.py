@@ -181,6 +181,8 @@ class SQLiteStore:
         self._process: ProcessWriter | None = None
         self._process_min = PROCESS_MIN  # tests set 1 to send every write to the process
         self._stopped = False  # the writer task was cancelled: writes are refused
+        self._row_reads: list[tuple[str, asyncio.Future[ExecutionRow | None]]] | None = None
+        self._row_tasks: set[asyncio.Task[None]] = set()
         self._thread_batches = 0  # transactions written by the thread (and dead processes)
 
     @property
@@ -408,8 +410,36 @@ class SQLiteStore:
         )
 
     async def get_execution(self, execution_id: str) -> ExecutionRow | None:
-        """The row, or ``None``."""
-        return await self._read(sql.select_row, execution_id)
+        """The row, or ``None``.
+
+        Rows asked for while one read of rows is on its way share the next trip to the
+        reader's thread (500 ``handle.result()`` calls at once make one or two, not 500).
+        """
+        if self._reader is None or self._loop is None:
+            raise StoreError(f"{self!r} is not open")
+        future: asyncio.Future[ExecutionRow | None] = self._loop.create_future()
+        if self._row_reads is None:
+            self._row_reads = []
+            task = self._loop.create_task(self._read_rows(), name=f"durable-rows {self.path}")
+            self._row_tasks.add(task)  # (the loop keeps only a weak reference)
+            task.add_done_callback(self._row_tasks.discard)
+        self._row_reads.append((execution_id, future))
+        return await future
+
+    async def _read_rows(self) -> None:
+        reads, self._row_reads = self._row_reads or [], None
+        try:
+            rows = await self._read(sql.select_rows, [execution_id for execution_id, _ in reads])
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else StoreError(f"{self.path}: closed")
+            for _, future in reads:
+                _fail(future, error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), row in zip(reads, rows, strict=True):
+            if not future.done():
+                future.set_result(row)
 
     async def list_executions(self, query: ListQuery) -> list[ExecutionRow]:
         """Rows matching ``query``, newest ``created_at`` first."""

@@ -913,3 +913,36 @@ def test_the_identity_check_reads_one_snapshot(tmp_path: Path) -> None:
         conn.close()
     assert interleaved == ["kept out"]
     assert pragma(path, "user_version") == SCHEMA_VERSION
+
+
+async def test_rows_asked_for_at_once_share_one_read(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await lease_many(store, 50)
+    trips: list[int] = []
+    real = schema.select_rows
+
+    def counted(conn: sqlite3.Connection, ids: list[str]) -> list[ExecutionRow | None]:
+        trips.append(len(ids))
+        return real(conn, ids)
+
+    monkeypatch.setattr(schema, "select_rows", counted)
+    ids = [f"x{i:04d}" for i in range(50)] + ["missing"]
+    rows = await asyncio.gather(*(store.get_execution(i) for i in ids))
+    assert [r.execution_id if r else None for r in rows] == [*ids[:50], None]
+    assert trips == [51]  # one trip to the reader's thread, not 51
+
+
+async def test_a_failed_shared_read_fails_every_caller(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(conn: sqlite3.Connection, ids: list[str]) -> list[ExecutionRow | None]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(schema, "select_rows", broken)
+    outcomes = await asyncio.gather(
+        *(store.get_execution(f"x{i}") for i in range(3)), return_exceptions=True
+    )
+    assert all(type(o) is StoreError and "disk I/O error" in str(o) for o in outcomes)
+    monkeypatch.undo()
+    assert await store.get_execution("x0") is None  # the next read works
