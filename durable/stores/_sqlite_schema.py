@@ -141,9 +141,21 @@ def select_row(conn: sqlite3.Connection, execution_id: str) -> ExecutionRow | No
     return None if found is None else _to_row(found)
 
 
-def select_rows(conn: sqlite3.Connection, execution_ids: list[str]) -> list[ExecutionRow | None]:
-    """:func:`select_row` for each id, in order (one trip to the reader's thread for all)."""
-    return [select_row(conn, execution_id) for execution_id in execution_ids]
+def select_rows(
+    conn: sqlite3.Connection, execution_ids: list[str]
+) -> list[ExecutionRow | sqlite3.Error | None]:
+    """:func:`select_row` for each id, in order (one trip to the reader's thread for all);
+    the error in place of a row that could not be read. A busy database raises (the caller
+    retries the whole read)."""
+    outcomes: list[ExecutionRow | sqlite3.Error | None] = []
+    for execution_id in execution_ids:
+        try:
+            outcomes.append(select_row(conn, execution_id))
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.Error as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 def load(conn: sqlite3.Connection, execution_id: str) -> tuple[ExecutionRow, list[bytes]] | None:

@@ -264,7 +264,9 @@ class SQLiteStore:
         self._writer_task = self._queue = self._loop = None
         queue.put(None)
         try:
-            await task
+            await asyncio.wait([task])  # (a writer task cancelled by someone else is no error)
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
         finally:
             process, self._process = self._process, None
             if process is not None:
@@ -279,9 +281,11 @@ class SQLiteStore:
 
     async def _write_loop(self, queue: _WriteQueue, conn: aiosqlite.Connection) -> None:
         while True:
-            batch = await queue.take(MAX_BATCH)
-            writes = [w for w in batch if w is not None and not w.future.done()]
+            batch: list[_Write | None] = []
+            writes: list[_Write] = []
             try:
+                batch = await queue.take(MAX_BATCH)  # (cancelled here too: see below)
+                writes = [w for w in batch if w is not None and not w.future.done()]
                 await self._write_batch(conn, writes)
                 if None in batch and self._process is not None:
                     await self._process.wait_idle()
@@ -412,34 +416,46 @@ class SQLiteStore:
     async def get_execution(self, execution_id: str) -> ExecutionRow | None:
         """The row, or ``None``.
 
-        Rows asked for while one read of rows is on its way share the next trip to the
+        Rows asked for while a read of rows is on its way share the next trip to the
         reader's thread (500 ``handle.result()`` calls at once make one or two, not 500).
         """
-        if self._reader is None or self._loop is None:
+        if not isinstance(execution_id, str):
+            raise TypeError(f"an execution id is a string, not {execution_id!r}")
+        if self._reader is None:
             raise StoreError(f"{self!r} is not open")
-        future: asyncio.Future[ExecutionRow | None] = self._loop.create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ExecutionRow | None] = loop.create_future()
         if self._row_reads is None:
             self._row_reads = []
-            task = self._loop.create_task(self._read_rows(), name=f"durable-rows {self.path}")
+            task = loop.create_task(self._read_rows(), name=f"durable-rows {self.path}")
             self._row_tasks.add(task)  # (the loop keeps only a weak reference)
             task.add_done_callback(self._row_tasks.discard)
         self._row_reads.append((execution_id, future))
         return await future
 
     async def _read_rows(self) -> None:
-        reads, self._row_reads = self._row_reads or [], None
-        try:
-            rows = await self._read(sql.select_rows, [execution_id for execution_id, _ in reads])
-        except BaseException as exc:
-            error = exc if isinstance(exc, Exception) else StoreError(f"{self.path}: closed")
-            for _, future in reads:
-                _fail(future, error)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), row in zip(reads, rows, strict=True):
-            if not future.done():
-                future.set_result(row)
+        """Read the rows asked for, trip after trip, until no one asks any more."""
+        while self._row_reads:
+            reads, self._row_reads = self._row_reads, []
+            try:
+                ids = [execution_id for execution_id, _ in reads]
+                outcomes = await self._read(sql.select_rows, ids)
+            except BaseException as exc:  # the whole read failed: each caller gets its own
+                message = exc.message if isinstance(exc, StoreError) else repr(exc)
+                for _, future in reads + (self._row_reads or []):
+                    _fail(future, StoreError(message))
+                self._row_reads = None
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for (_, future), outcome in zip(reads, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, sqlite3.Error):
+                    future.set_exception(wsql.store_error(outcome, self.path))
+                else:
+                    future.set_result(outcome)
+        self._row_reads = None
 
     async def list_executions(self, query: ListQuery) -> list[ExecutionRow]:
         """Rows matching ``query``, newest ``created_at`` first."""

@@ -944,5 +944,42 @@ async def test_a_failed_shared_read_fails_every_caller(
         *(store.get_execution(f"x{i}") for i in range(3)), return_exceptions=True
     )
     assert all(type(o) is StoreError and "disk I/O error" in str(o) for o in outcomes)
+    assert len({id(o) for o in outcomes}) == 3  # each caller its own exception
     monkeypatch.undo()
     assert await store.get_execution("x0") is None  # the next read works
+
+
+async def test_a_bad_execution_id_fails_alone(store: SQLiteStore) -> None:
+    await lease_many(store, 1)
+    good = store.get_execution("x0000")
+    with pytest.raises(TypeError, match="an execution id is a string"):
+        await store.get_execution(["x"])  # type: ignore[arg-type]
+    row = await good
+    assert row is not None
+
+
+async def test_reads_go_on_while_close_commits_the_queued_writes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.open()
+    leases = await lease_many(store, 3)
+    pending = [
+        asyncio.ensure_future(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)))
+        for lease in leases
+    ]
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0)  # close() has begun: it waits for the writer
+    row = await store.get_execution(leases[0].execution_id)
+    assert row is not None
+    await closing
+    await asyncio.gather(*pending)
+
+
+async def test_a_writer_task_cancelled_while_idle_refuses_writes(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 1)
+    task = store._writer_task
+    assert task is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(StoreError, match="the store writer was stopped"):
+        await store.commit(Checkpoint(leases[0], 2, [b"a"], now=1.0))
