@@ -21,12 +21,10 @@ Every statement of a batch runs in one synchronous function on the connection's 
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import aiosqlite
@@ -38,6 +36,7 @@ from durable.stores import _sqlite_schema as sql
 from durable.stores import _sqlite_wire as proc
 from durable.stores._filters import workflow_filter
 from durable.stores._sqlite_process import Gone, Job, ProcessWriter
+from durable.stores._sqlite_queue import Write, WriteQueue, fail, process_jobs
 from durable.stores.base import CallbackRow, Checkpoint, ExecutionRow, Lease, ListQuery
 from durable.types import ErrorInfo
 
@@ -57,70 +56,6 @@ PROCESS_MIN = 16
 process: one round trip through a pipe costs more than the GIL it would spare."""
 
 _WRITERS = ("thread", "process")
-
-
-@dataclass(slots=True)
-class _Write:
-    fn: wsql.Job
-    future: asyncio.Future[Any]
-    job: Job | None = None  # the same write for the writer process; None: the thread only
-
-
-def _process_jobs(writes: list[_Write]) -> list[Job] | None:
-    """The writes as jobs for the writer process, or ``None`` when one of them has none."""
-    jobs: list[Job] = []
-    for write in writes:
-        if type(write.fn) is Checkpoint:
-            jobs.append((proc.PLAIN, proc.to_row(write.fn)))
-        elif write.job is not None:
-            jobs.append(write.job)
-        else:
-            return None
-    return jobs
-
-
-class _WriteQueue:
-    """The writes waiting for the writer task: a deque, and a future that wakes the task
-    (``asyncio.Queue`` costs several times more per write, on the path of every step)."""
-
-    __slots__ = ("_items", "_loop", "_wakeup")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: collections.deque[_Write | None] = collections.deque()
-        self._loop = loop
-        self._wakeup: asyncio.Future[None] | None = None
-
-    def put(self, item: _Write | None) -> None:
-        """Queue a write (``None``: the writer task ends after what is queued before it)."""
-        self._items.append(item)
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
-
-    async def take(self, limit: int) -> list[_Write | None]:
-        """The oldest ``limit`` items at most, waiting for one when there are none."""
-        items = self._items
-        while not items:
-            self._wakeup = self._loop.create_future()
-            await self._wakeup
-        if len(items) <= limit:
-            batch = list(items)
-            items.clear()
-            return batch
-        return [items.popleft() for _ in range(limit)]
-
-    def drain(self) -> list[_Write | None]:
-        """Everything queued, removed."""
-        batch = list(self._items)
-        self._items.clear()
-        return batch
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
 
 
 class SQLiteStore:
@@ -174,7 +109,7 @@ class SQLiteStore:
         self._busy_timeout = float(busy_timeout)
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None
-        self._queue: _WriteQueue | None = None
+        self._queue: WriteQueue | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the writer task's
         self._writer_mode = writer
@@ -251,7 +186,7 @@ class SQLiteStore:
         self._reader, self._writer, self._process = reader, writer, process
         self._stopped = False
         self._loop = asyncio.get_running_loop()
-        self._queue = _WriteQueue(self._loop)
+        self._queue = WriteQueue(self._loop)
         self._writer_task = self._loop.create_task(
             self._write_loop(self._queue, writer), name=f"durable-sqlite-writer {self.path}"
         )
@@ -279,10 +214,10 @@ class SQLiteStore:
 
     # --- the writer task ------------------------------------------------------------------
 
-    async def _write_loop(self, queue: _WriteQueue, conn: aiosqlite.Connection) -> None:
+    async def _write_loop(self, queue: WriteQueue, conn: aiosqlite.Connection) -> None:
         while True:
-            batch: list[_Write | None] = []
-            writes: list[_Write] = []
+            batch: list[Write | None] = []
+            writes: list[Write] = []
             try:
                 batch = await queue.take(MAX_BATCH)  # (cancelled here too: see below)
                 writes = [w for w in batch if w is not None and not w.future.done()]
@@ -292,20 +227,20 @@ class SQLiteStore:
             except Exception as exc:  # not SQL (the batch handles that): fail these, go on
                 failed = StoreError(f"{self.path}: the store writer failed: {exc!r}")
                 for write in writes:
-                    _fail(write.future, failed)
+                    fail(write.future, failed)
             except BaseException:  # stopped: nothing queued may wait forever
                 self._stopped = True
                 stopped = StoreError(f"{self.path}: the store writer was stopped")
                 for write in writes:
-                    _fail(write.future, stopped)
+                    fail(write.future, stopped)
                 for queued in queue.drain():
                     if queued is not None:
-                        _fail(queued.future, stopped)
+                        fail(queued.future, stopped)
                 raise
             if None in batch:  # close() puts None last, after every write
                 return
 
-    async def _write_batch(self, conn: aiosqlite.Connection, writes: list[_Write]) -> None:
+    async def _write_batch(self, conn: aiosqlite.Connection, writes: list[Write]) -> None:
         process = await self._live_process()
         if process is not None and writes:
             writes = await self._send(process, writes)  # the ones it cannot take
@@ -334,7 +269,7 @@ class SQLiteStore:
         self._process = fresh
         return fresh
 
-    async def _send(self, process: ProcessWriter, writes: list[_Write]) -> list[_Write]:
+    async def _send(self, process: ProcessWriter, writes: list[Write]) -> list[Write]:
         """Send ``writes`` to the writer process in batches of :data:`PROCESS_BATCH`; returns
         ``[]``, or those left to the thread: a few writes while the process is idle (see
         :data:`PROCESS_MIN`), all of them when one has no form for the process, or those
@@ -342,7 +277,7 @@ class SQLiteStore:
         own errors) or the process died (then the thread takes them, not a failure)."""
         if len(writes) < self._process_min and process.idle:
             return writes
-        jobs = _process_jobs(writes)
+        jobs = process_jobs(writes)
         if jobs is None:
             return writes
         for i in range(0, len(writes), PROCESS_BATCH):
@@ -353,7 +288,7 @@ class SQLiteStore:
                 return writes[i:]
         return []
 
-    async def _flush(self, conn: aiosqlite.Connection, writes: list[_Write]) -> None:
+    async def _flush(self, conn: aiosqlite.Connection, writes: list[Write]) -> None:
         try:
             outcomes = await self._on_thread(
                 conn, wsql.apply_batch, self.path, [w.fn for w in writes]
@@ -361,11 +296,11 @@ class SQLiteStore:
         except Exception as exc:
             message = exc.message if isinstance(exc, StoreError) else f"{self.path}: {exc!r}"
             for write in writes:
-                _fail(write.future, StoreError(message))
+                fail(write.future, StoreError(message))
             return
         except BaseException:
             for write in writes:
-                _fail(write.future, StoreError(f"{self.path}: the store writer was stopped"))
+                fail(write.future, StoreError(f"{self.path}: the store writer was stopped"))
             raise
         self._thread_batches += 1
         for write, (ok, value) in zip(writes, outcomes, strict=True):
@@ -386,7 +321,7 @@ class SQLiteStore:
         if self._stopped:
             raise StoreError(f"{self.path}: the store writer was stopped")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Write(fn, future, job))
+        self._queue.put(Write(fn, future, job))
         return future
 
     async def _write(
@@ -443,7 +378,7 @@ class SQLiteStore:
             except BaseException as exc:  # the whole read failed: each caller gets its own
                 message = exc.message if isinstance(exc, StoreError) else repr(exc)
                 for _, future in reads + (self._row_reads or []):
-                    _fail(future, StoreError(message))
+                    fail(future, StoreError(message))
                 self._row_reads = None
                 if not isinstance(exc, Exception):
                     raise

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -258,7 +257,8 @@ def is_zombie(pid: int) -> bool:
 
 def _hold_the_pipe(started: Any) -> None:
     started.set()
-    time.sleep(120)  # a forked worker that outlives the test unless terminated
+    while True:  # a forked worker, alive until the test terminates it
+        signal.pause()
 
 
 async def test_close_ends_the_child_though_a_forked_process_holds_its_pipe(
