@@ -16,6 +16,11 @@ in it. A write that must keep its changes and still fail (a callback found expir
 
 Every statement of a batch runs in one synchronous function on the connection's thread
 (see ``SQLiteStore._on_thread``), so a batch costs a single thread hop however many rows it writes.
+
+With ``writer="process"`` the same task sends batches of checkpoints and new executions to
+a child process instead (:mod:`durable.stores._sqlite_process`), which commits them on
+another core while the event loop works; the thread writes only while that process is idle,
+so the two connections never write at once.
 """
 
 from __future__ import annotations
