@@ -44,8 +44,10 @@ class Engine:
     """An embedded durable-execution engine.
 
     Args:
-        url: where executions are stored: a file path, ``sqlite:///path.db``, or
-            ``:memory:`` (an in-memory store, gone with the process).
+        url: where executions are stored: a file path, ``sqlite:///path.db`` (which may
+            end with store options, e.g. ``?writer=process``: see
+            :func:`~durable.stores.open_store`), or ``:memory:`` (an in-memory store, gone
+            with the process).
         worker: run the worker loop in this process (``False``: a client-only engine that
             starts executions and reads results while other processes run them).
         clock: the time source (a :class:`~durable.clock.VirtualClock` in tests).
