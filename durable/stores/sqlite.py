@@ -74,11 +74,12 @@ class SQLiteStore:
         busy_timeout: seconds to wait for another process's write lock before a write
             fails with ``StoreError("database is locked: ...")``.
         writer: ``"thread"`` (default): every batch runs on aiosqlite's thread.
-            ``"process"``: batches of plain step checkpoints are committed by a child
-            process on another core (:mod:`durable.stores._sqlite_process`), pipelined with
-            the event loop; everything else still runs on the thread. Worth it with many
-            executions checkpointing at once on a multi-core machine; it costs a Python
-            process (about 20 MB) and a fraction of a second at :meth:`open`.
+            ``"process"``: checkpoints and new executions are committed by a child process
+            on another core (:mod:`durable.stores._sqlite_process`), pipelined with the
+            event loop; other writes, and fewer than :data:`PROCESS_MIN` writes while
+            nothing is in flight, still run on the thread. Worth it with many executions
+            checkpointing at once on a multi-core machine; it costs a Python process
+            (about 20 MB) and a fraction of a second at :meth:`open`. POSIX only.
 
     Example::
 
@@ -109,6 +110,8 @@ class SQLiteStore:
             raise ValueError(f"busy_timeout must be >= 0, got {busy_timeout!r}")
         if writer not in _WRITERS:
             raise ValueError(f"writer must be one of {_WRITERS}, not {writer!r}")
+        if writer == "process" and os.name != "posix":
+            raise ValueError("writer='process' needs a POSIX system (Linux, macOS)")
         self.path = os.fspath(path)
         self._synchronous = synchronous.upper()
         self._busy_timeout = float(busy_timeout)

@@ -62,9 +62,13 @@ def reaped(pid: int) -> bool:
     return False
 
 
-def test_the_writer_option_is_checked(tmp_path: Path) -> None:
+def test_the_writer_option_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="writer must be one of"):
         SQLiteStore(tmp_path / "t.db", writer="fork")
+    monkeypatch.setattr(os, "name", "nt")
+    with pytest.raises(ValueError, match="needs a POSIX system"):
+        SQLiteStore(tmp_path / "t.db", writer="process")
+    SQLiteStore(tmp_path / "t.db")  # the thread works everywhere
 
 
 async def test_concurrent_checkpoints_are_committed_by_the_process_in_shared_batches(
