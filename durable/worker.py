@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -69,6 +70,10 @@ class Worker:
         self.claiming = False
         """True while a claim is in flight (its executions are leased but not active yet)."""
         self._tg: anyio.abc.TaskGroup | None = None
+        # Each invocation runs in a plain asyncio task inside its own cancel scope (anyio's
+        # start_soon costs four times asyncio's create_task, once per execution started).
+        self._invocations: dict[asyncio.Task[None], anyio.CancelScope] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
         # Events and scopes belong to an event loop: made when the loop runs (an Engine is
         # usually built at import time, outside any loop).
@@ -105,6 +110,7 @@ class Worker:
         self._purge_done = anyio.Event()
         self._claim_scope = anyio.CancelScope()
         self._draining = False
+        self._loop = asyncio.get_running_loop()
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await self._recover_dead_owners()
@@ -117,6 +123,7 @@ class Worker:
                 await anyio.sleep_forever()  # claiming stopped: shutting down
             finally:
                 self._tg = None
+                await self._stop_invocations()
                 tg.cancel_scope.cancel()
 
     async def shutdown(self, grace: float) -> None:
@@ -209,8 +216,35 @@ class Worker:
 
     def _spawn(self, lease: Lease, row: ExecutionRow | None, events: list[bytes] | None) -> None:
         assert self._tg is not None
+        assert self._loop is not None
         self.active[lease.execution_id] = None
-        self._tg.start_soon(self._run_invocation, lease, row, events)
+        scope = anyio.CancelScope()
+        task = self._loop.create_task(self._run_scoped(scope, lease, row, events))
+        self._invocations[task] = scope
+        task.add_done_callback(self._invocation_done)
+
+    async def _run_scoped(
+        self,
+        scope: anyio.CancelScope,
+        lease: Lease,
+        row: ExecutionRow | None,
+        events: list[bytes] | None,
+    ) -> None:
+        with scope:
+            await self._run_invocation(lease, row, events)
+
+    def _invocation_done(self, task: asyncio.Task[None]) -> None:
+        self._invocations.pop(task, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.rt.logger.error("invocation task failed", error=repr(error))
+
+    async def _stop_invocations(self) -> None:
+        """Cancel what still runs (each releases its lease on the way out) and wait for it."""
+        for scope in self._invocations.values():
+            scope.cancel()
+        with anyio.CancelScope(shield=True):
+            while self._invocations:
+                await asyncio.wait(list(self._invocations))
 
     async def _run_invocation(
         self, lease: Lease, row: ExecutionRow | None, events: list[bytes] | None

@@ -27,6 +27,7 @@ from durable import (
     VirtualClock,
     poll_until,
 )
+from durable.invocation import Invocation
 from durable.stores import MemoryStore
 from durable.stores.base import Checkpoint
 from tests.helpers import drive, settle
@@ -468,3 +469,35 @@ async def test_steps_do_not_share_context_variables() -> None:
 
     async with engine:
         assert await engine.run(wf) == "<unset>"  # as if each attempt ran in its own task
+
+
+async def test_an_invocation_task_that_fails_is_logged_and_the_worker_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = Engine(":memory:", clock=VirtualClock())
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> int:
+        return await ctx.step(lambda: 7, name="seven")
+
+    real = Invocation.run
+    calls: list[str] = []
+
+    async def broken_once(self: Invocation) -> None:
+        calls.append(self.execution_id)
+        if len(calls) == 1:
+            raise RuntimeError("an engine bug")
+        await real(self)
+
+    monkeypatch.setattr(Invocation, "run", broken_once)
+    with structlog.testing.capture_logs() as logs:
+        async with engine:
+            first = await engine.start(wf, execution_id="first")
+            await settle(engine)
+            second = await engine.start(wf, execution_id="second")
+            assert await second.result() == 7  # the worker still runs executions
+            assert await first.result() == 7  # its lease was released: it ran again
+    failed = [e for e in logs if e["event"] == "invocation task failed"]
+    assert len(failed) == 1
+    assert "an engine bug" in failed[0]["error"]
+    assert calls.count("first") == 2
