@@ -501,3 +501,32 @@ async def test_an_invocation_task_that_fails_is_logged_and_the_worker_goes_on(
     assert len(failed) == 1
     assert "an engine bug" in failed[0]["error"]
     assert calls.count("first") == 2
+
+
+async def test_an_invocation_cut_short_by_the_store_stops_its_running_attempts() -> None:
+    store = FlakyStore()
+    engine = Engine(store=store, clock=VirtualClock(), poll_interval=0.01)
+    stopped = anyio.Event()
+
+    async def forever() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stopped.set()
+
+    async def slow(ctx: DurableContext) -> None:
+        await ctx.step(forever, name="forever")
+
+    async def quick(ctx: DurableContext) -> int:
+        return await ctx.step(lambda: 1, name="quick")
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> None:
+        await ctx.parallel([slow, quick])
+
+    store.when = lambda cp: any(b"StepSucceeded" in event for event in cp.events)
+    store.fail = 1  # quick's result cannot be written: the invocation ends there
+    async with engine:
+        await engine.start(wf)
+        with anyio.fail_after(10):  # a guard against a hang, not a timer
+            await stopped.wait()  # the attempt still running was cancelled, not awaited
