@@ -366,7 +366,7 @@ class SQLiteStore:
             raise TypeError(f"an execution id is a string, not {execution_id!r}")
         if self._reader is None:
             raise StoreError(f"{self!r} is not open")
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()  # (None once close() has begun)
         future: asyncio.Future[ExecutionRow | None] = loop.create_future()
         if self._row_reads is None:
             self._row_reads = []
