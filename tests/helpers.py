@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -62,3 +63,12 @@ def finished(history: list[Any]) -> bool:
 def has(event_type: str) -> Callable[[list[Any]], bool]:
     """A ``done`` for :func:`advance_until`: the history holds an event of this type."""
     return lambda history: any(e.event_type == event_type for e in history)
+
+
+def has_exited(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie has: only its parent may reap it)."""
+    try:
+        status = (Path("/proc") / str(pid) / "status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status

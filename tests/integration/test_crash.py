@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from durable import Engine, ExecutionNotFoundError, HistoryEvent
+from tests.helpers import has_exited
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,14 +155,6 @@ def children_of(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
-
-
-def has_exited(pid: int) -> bool:
-    try:
-        status = (Path("/proc") / str(pid) / "status").read_text()
-    except OSError:
-        return True
-    return "\nState:\tZ" in status  # a zombie has exited; only its new parent may reap it
 
 
 def wait_until_exited(pids: list[int], limit: float = 30) -> None:

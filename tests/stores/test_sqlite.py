@@ -34,8 +34,7 @@ from durable.stores import (
 from durable.stores import _sqlite_schema as schema
 from durable.stores._sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from durable.types import ErrorInfo
-
-OWNER = "worker-1"
+from tests.stores.helpers import OWNER, assert_next_seq, lease_many, make_row
 
 
 @pytest.fixture
@@ -44,19 +43,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await backend.open()
     yield backend
     await backend.close()
-
-
-def make_row(execution_id: str, **fields: object) -> ExecutionRow:
-    row = ExecutionRow(execution_id, "wf", "RUNNING", b"\x90", 100.0, 100.0, seed=1)
-    for name, value in fields.items():
-        setattr(row, name, value)
-    return row
-
-
-async def lease_many(store: SQLiteStore, count: int) -> list[Lease]:
-    for i in range(count):
-        await store.create_execution(make_row(f"x{i:04d}", wake_at=float(i)), [b"start"])
-    return await store.claim(owner=OWNER, now=1e9, lease_expires=2e9, limit=count)
 
 
 def pragma(path: Path, name: str) -> int:
@@ -149,10 +135,7 @@ async def test_writes_queued_before_close_are_committed(tmp_path: Path) -> None:
     await asyncio.gather(*pending)
     await store.open()
     try:
-        for lease in leases:
-            row = await store.get_execution(lease.execution_id)
-            assert row is not None
-            assert row.next_seq == 2
+        await assert_next_seq(store, leases, 2)
     finally:
         await store.close()
 

@@ -18,12 +18,12 @@ import msgspec
 import pytest
 
 from durable.errors import LeaseLostError, StoreError
-from durable.stores import Checkpoint, ExecutionRow, Lease, SQLiteStore
+from durable.stores import Checkpoint, Lease, SQLiteStore
 from durable.stores import _sqlite_process as sp
 from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import PROCESS_MIN
-
-OWNER = "worker-1"
+from tests.helpers import has_exited
+from tests.stores.helpers import OWNER, assert_next_seq, lease_many
 
 
 @pytest.fixture
@@ -33,17 +33,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await backend.open()
     yield backend
     await backend.close()
-
-
-def make_row(execution_id: str) -> ExecutionRow:
-    return ExecutionRow(execution_id, "wf", "RUNNING", b"\x90", 100.0, 100.0, seed=1, wake_at=1.0)
-
-
-async def lease_many(store: SQLiteStore, count: int) -> list[Lease]:
-    await asyncio.gather(
-        *(store.create_execution(make_row(f"x{i:04d}"), [b"start"]) for i in range(count))
-    )
-    return await store.claim(owner=OWNER, now=1e9, lease_expires=2e9, limit=count)
 
 
 def writer_pid(store: SQLiteStore) -> int:
@@ -157,10 +146,7 @@ async def test_a_few_writes_go_to_the_thread_while_the_process_is_idle(tmp_path:
             *(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)) for lease in leases[3:])
         )
         assert store._process.batches == before + 1  # many at once: the process
-        for lease in leases:
-            row = await store.get_execution(lease.execution_id)
-            assert row is not None
-            assert row.next_seq == 2
+        await assert_next_seq(store, leases, 2)
     finally:
         await store.close()
 
@@ -249,14 +235,7 @@ def test_an_application_that_never_closes_the_store_still_exits(
     pid = int(done.stdout)
     assert (pid > 0) == (writer == "process")
     if pid:  # the writer process went with it
-        assert not Path(f"/proc/{pid}/cmdline").exists() or is_zombie(pid)
-
-
-def is_zombie(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return True
+        assert has_exited(pid)
 
 
 def _hold_the_pipe(started: Any) -> None:

@@ -1,0 +1,36 @@
+"""Helpers shared by the SQLite store's tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+from durable.stores import ExecutionRow, Lease, SQLiteStore
+
+OWNER = "worker-1"
+
+
+def make_row(execution_id: str, **fields: object) -> ExecutionRow:
+    """A running execution's row, with ``fields`` set on it."""
+    row = ExecutionRow(execution_id, "wf", "RUNNING", b"\x90", 100.0, 100.0, seed=1)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    return row
+
+
+async def lease_many(store: SQLiteStore, count: int) -> list[Lease]:
+    """Create ``count`` executions at once (``x0000``, ``x0001``...), then lease them all."""
+    await asyncio.gather(
+        *(
+            store.create_execution(make_row(f"x{i:04d}", wake_at=float(i)), [b"start"])
+            for i in range(count)
+        )
+    )
+    return await store.claim(owner=OWNER, now=1e9, lease_expires=2e9, limit=count)
+
+
+async def assert_next_seq(store: SQLiteStore, leases: list[Lease], next_seq: int) -> None:
+    """Every leased execution has ``next_seq`` events."""
+    for lease in leases:
+        row = await store.get_execution(lease.execution_id)
+        assert row is not None, lease.execution_id
+        assert row.next_seq == next_seq, (lease.execution_id, row.next_seq)
