@@ -83,7 +83,6 @@ class ProcessWriter:
         self._args = (path, os.path.abspath(path), synchronous, repr(busy_timeout))
         self._process: asyncio.subprocess.Process | None = None
         self._stdin: asyncio.StreamWriter | None = None
-        self._stdout: asyncio.StreamReader | None = None
         self._inflight: collections.deque[tuple[list[int], Waiters]] = collections.deque()
         self._room = asyncio.Event()  # set while fewer than DEPTH batches are in flight
         self._room.set()
@@ -122,7 +121,7 @@ class ProcessWriter:
             )  # fmt: skip
         except OSError as exc:
             raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
-        self._process, self._stdin, self._stdout = process, process.stdin, process.stdout
+        self._process, self._stdin = process, process.stdin
         try:
             body = await asyncio.wait_for(self._read(), _START_TIMEOUT)
             ok, detail = _ready.decode(body) if body is not None else (False, "it exited")
@@ -193,7 +192,7 @@ class ProcessWriter:
             await process.wait()
 
     async def _read(self) -> bytes | None:
-        stdout = self._stdout
+        stdout = None if self._process is None else self._process.stdout
         if stdout is None:
             return None
         try:
