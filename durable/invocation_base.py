@@ -32,8 +32,18 @@ __all__ = ["InvocationBase"]
 class InvocationBase:
     """The state of one invocation and the services primitives call on it."""
 
-    def __init__(self, rt: Runtime, lease: Lease, row: ExecutionRow, events: list[bytes]) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        lease: Lease,
+        row: ExecutionRow,
+        events: list[bytes],
+        scope: anyio.CancelScope | None = None,
+    ) -> None:
         self.rt = rt
+        self.scope = scope
+        """The cancel scope the worker runs this invocation in: :meth:`abandon` cancels it
+        while the invocation has no task group open (no step attempt runs in parallel)."""
         self.lease = lease
         self.row = row
         self.execution_id = row.execution_id
@@ -54,7 +64,8 @@ class InvocationBase:
         self._fibers: list[Fiber] = []
         self._running = 0
         self._arrivals: deque[tuple[Fiber, Operation[Any], Any]] = deque()
-        self._arrived = anyio.Event()
+        self._arrived: anyio.Event | None = None
+        """Set to wake the driver while it waits (made afresh for each wait: ``_loop``)."""
         self._queued: list[tuple[Fiber, Operation[Any], Coroutine[Any, Any, Any], bool]] = []
         self._durable_first = False
         """A queued attempt wants the events recorded so far committed before it starts."""
@@ -144,13 +155,19 @@ class InvocationBase:
     def drain(self) -> None:
         """Let running attempts finish and checkpoint, start nothing new, then suspend."""
         self._draining = True
-        self._arrived.set()
+        self._wake()
 
     def abandon(self) -> None:
         """The execution was stopped elsewhere: end this invocation, writing nothing more."""
         self.ended = True
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        elif self.scope is not None:
+            self.scope.cancel()
+
+    def _wake(self) -> None:
+        if self._arrived is not None:
+            self._arrived.set()
 
     def cancel_callback(self, callback_id: str) -> None:
         """Refuse later answers to this callback (marked ``CANCELLED`` with the next commit)."""
@@ -163,7 +180,7 @@ class InvocationBase:
     def request_inbox(self) -> None:
         """Read the callback inbox (answers, expiries) before going on."""
         self._inbox_requested = True
-        self._arrived.set()
+        self._wake()
 
     def start_task(
         self,

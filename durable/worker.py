@@ -231,7 +231,7 @@ class Worker:
         events: list[bytes] | None,
     ) -> None:
         with scope:
-            await self._run_invocation(lease, row, events)
+            await self._run_invocation(scope, lease, row, events)
 
     def _invocation_done(self, task: asyncio.Task[None]) -> None:
         self._invocations.pop(task, None)
@@ -247,7 +247,11 @@ class Worker:
                 await asyncio.wait(list(self._invocations))
 
     async def _run_invocation(
-        self, lease: Lease, row: ExecutionRow | None, events: list[bytes] | None
+        self,
+        scope: anyio.CancelScope,
+        lease: Lease,
+        row: ExecutionRow | None,
+        events: list[bytes] | None,
     ) -> None:
         rt = self.rt
         inv: Invocation | None = None
@@ -257,7 +261,7 @@ class Worker:
                 if loaded is None:
                     return
                 row, events = loaded
-            inv = Invocation(rt, lease, row, events)
+            inv = Invocation(rt, lease, row, events, scope)
             self.active[lease.execution_id] = inv
             if self._draining:
                 inv.drain()

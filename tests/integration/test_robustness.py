@@ -67,6 +67,34 @@ async def test_a_failed_finishing_commit_is_written_again() -> None:
     assert types.count("ExecutionSucceeded") == 1
 
 
+async def test_a_store_error_while_steps_run_side_by_side_is_retried_not_a_failure() -> None:
+    # The driver opens a task group only for attempts that run beside others; a store error
+    # raised while that group is open must reach the invocation as itself (retry later),
+    # not wrapped in an exception group (which would fail the execution as an engine bug).
+    store = FlakyStore()
+    engine = Engine(store=store, clock=VirtualClock(), poll_interval=0.01)
+
+    def branch(value: int) -> Any:
+        async def run(ctx: DurableContext) -> int:
+            return await ctx.step(lambda: value, name=f"branch-{value}")
+
+        return run
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> list[int]:
+        result = await ctx.parallel([branch(1), branch(2)])
+        return result.get_results()
+
+    store.when = lambda cp: any(b"StepSucceeded" in e for e in cp.events)
+    store.fail = 1
+    async with engine:
+        handle = await engine.start(wf)
+        assert await handle.result(timeout=10) == [1, 2]
+        history = await engine.history(handle.execution_id)
+    assert store.fail == 0  # the error was raised
+    assert "ExecutionFailed" not in [e.event_type for e in history]
+
+
 async def test_an_at_most_once_start_that_was_never_committed_is_not_an_interruption() -> None:
     store = FlakyStore()
     engine = Engine(store=store, clock=VirtualClock(), poll_interval=0.01)
