@@ -3,7 +3,8 @@
 Run from the repository root::
 
     python benchmarks/bench_concurrency.py [--n 500] [--k 10] [--repeat 3]
-        [--sweep 1,10,50,100,200,500] [--min-steps 2000] [--dir DIR] [--keep]
+        [--sweep 1,10,50,100,200,500] [--min-steps 2000] [--sustained WAVES]
+        [--dir DIR] [--keep]
 
 What it measures (every database is a fresh file with the engine's defaults, WAL and
 ``synchronous=FULL``, in one directory on the disk it reports):
@@ -23,6 +24,11 @@ What it measures (every database is a fresh file with the engine's defaults, WAL
   ``C`` executions started at once and awaited, repeated until at least ``--min-steps`` steps
   ran (one wave when ``C * k`` is already that many), on a fresh file per point. This is
   what ``compare_dbos.py`` runs for its chart.
+* **sustained** (``--sustained WAVES``): ``WAVES`` waves of ``--n`` executions x ``--k`` steps,
+  one after the other, into *one* database, which grows as a service's does: with the ids
+  the engine makes (time-ordered UUIDv7) and with random UUIDv4 ids passed by the caller
+  (``execution_id=uuid.uuid4().hex``), on each writer. The events of an execution are kept
+  in the order of its id, so random ids spread each commit's writes over the whole file.
 
 It only prints figures; nothing here asserts on time.
 """
@@ -33,6 +39,7 @@ import argparse
 import asyncio
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,11 +82,13 @@ def waves_for(concurrency: int, steps: int, min_steps: int) -> int:
     return max(1, math.ceil(min_steps / (concurrency * steps)))
 
 
-async def wave(engine: Engine, concurrency: int, steps: int) -> None:
-    """Start ``concurrency`` executions at once and await every result."""
+async def wave(engine: Engine, concurrency: int, steps: int, random_ids: bool = False) -> None:
+    """Start ``concurrency`` executions at once and await every result (``random_ids``: each
+    started with a UUIDv4 id of its own instead of the one the engine makes)."""
 
     async def one() -> None:
-        handle = await engine.start("sequential_steps", steps)
+        execution_id = uuid.uuid4().hex if random_ids else None
+        handle = await engine.start("sequential_steps", steps, execution_id=execution_id)
         check("S2 result", await handle.result(), expected_sum(steps))
 
     async with asyncio.TaskGroup() as tg:
@@ -88,14 +97,20 @@ async def wave(engine: Engine, concurrency: int, steps: int) -> None:
 
 
 async def concurrent_once(
-    path: Path, concurrency: int, steps: int, waves: int = 1, *, store: str = "thread"
+    path: Path,
+    concurrency: int,
+    steps: int,
+    waves: int = 1,
+    *,
+    store: str = "thread",
+    random_ids: bool = False,
 ) -> float:
     """Steps/s of ``waves`` waves of ``concurrency`` executions x ``steps`` steps."""
     engine = make_engine(path, concurrency, store=store)
     async with engine:
         start = time.perf_counter()
         for _ in range(waves):
-            await wave(engine, concurrency, steps)
+            await wave(engine, concurrency, steps, random_ids)
         elapsed = time.perf_counter() - start
     return concurrency * steps * waves / elapsed
 
@@ -150,6 +165,10 @@ def run(
         ("S2 of which the engine alone", f"{1e6 / engine_alone.median:,.1f} us"),
         ("raw time per commit (median)", f"{1e6 / raw_commit.median:,.0f} us"),
     ]
+    if args.sustained:
+        sustained = run_sustained(work, args)
+        figures += sustained
+        ratios += [(f"{f.name} / raw commits/s", ratio(f, raw_commit)) for f in sustained]
     sweep: list[SweepPoint] = []
     for c in args.sweep or []:
         waves = waves_for(c, k, args.min_steps)
@@ -163,6 +182,26 @@ def run(
         )
         sweep.append(SweepPoint(c, waves, c * k * waves, figure))
     return figures, ratios, sweep
+
+
+def run_sustained(work: Workdir, args: argparse.Namespace) -> list[Figure]:
+    """S2 again, ``--sustained`` waves into one database: engine ids and random ids, on each
+    writer."""
+    repeat, n, k, waves = args.repeat, args.n, args.k, args.sustained
+
+    def once(store: str, random_ids: bool) -> float:
+        path = work.fresh("sustained")
+        return asyncio.run(concurrent_once(path, n, k, waves, store=store, random_ids=random_ids))
+
+    figures: list[Figure] = []
+    for store, writer in (("thread", "default writer"), ("process", "writer process")):
+        for random_ids, ids in ((False, "engine ids (UUIDv7)"), (True, "random ids (UUIDv4)")):
+            progress(f"sustained: {waves} waves, {writer}, {ids} x {repeat} ...")
+            name = f"sustained: {waves} waves, {writer}, {ids}"
+            figures.append(
+                measure(Figure(name, "steps/s"), repeat, lambda s=store, r=random_ids: once(s, r))
+            )
+    return figures
 
 
 def print_sweep(sweep: list[SweepPoint], raw_commit: Figure) -> None:
@@ -192,12 +231,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--min-steps", type=int, default=2000, help="sweep: steps per point at least (waves)"
     )
+    parser.add_argument(
+        "--sustained",
+        type=int,
+        default=0,
+        metavar="WAVES",
+        help="also run WAVES waves of --n executions into one database (e.g. 8)",
+    )
     parser.add_argument("--dir", help="where to create the databases (default: the temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the database files")
     args = parser.parse_args(argv)
     for name in ("n", "k", "repeat", "min_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.sustained < 0:
+        parser.error("--sustained must be at least 0")
     return args
 
 

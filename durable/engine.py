@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -33,7 +32,7 @@ from durable.stores import open_store
 from durable.stores.base import CallbackStatus, ExecutionRow, Finish, Lease, ListQuery, Store
 from durable.types import Duration, ErrorInfo, Execution, ExecutionStatus, to_seconds
 from durable.worker import Worker, make_owner_id
-from durable.workflow import Workflow, WorkflowFn, new_execution
+from durable.workflow import Workflow, WorkflowFn, new_execution, new_execution_id
 
 __all__ = ["Engine"]
 
@@ -254,7 +253,7 @@ class Engine:
         """
         self._require_open()
         name, wf = self._resolve(workflow)
-        execution_id = execution_id or uuid.uuid4().hex
+        execution_id = execution_id or new_execution_id()
         data = self.serde.encode(input, what=f"input of workflow {name!r}")
         now = self.clock.now()
         row, events = new_execution(name, execution_id, data, now, workflow=wf)
