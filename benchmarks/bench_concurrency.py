@@ -186,22 +186,22 @@ def run(
 
 def run_sustained(work: Workdir, args: argparse.Namespace) -> list[Figure]:
     """S2 again, ``--sustained`` waves into one database: engine ids and random ids, on each
-    writer."""
+    writer; the four alternate within each repeat, so a drift of the machine hits all."""
     repeat, n, k, waves = args.repeat, args.n, args.k, args.sustained
-
-    def once(store: str, random_ids: bool) -> float:
-        path = work.fresh("sustained")
-        return asyncio.run(concurrent_once(path, n, k, waves, store=store, random_ids=random_ids))
-
-    figures: list[Figure] = []
-    for store, writer in (("thread", "default writer"), ("process", "writer process")):
-        for random_ids, ids in ((False, "engine ids (UUIDv7)"), (True, "random ids (UUIDv4)")):
-            progress(f"sustained: {waves} waves, {writer}, {ids} x {repeat} ...")
-            name = f"sustained: {waves} waves, {writer}, {ids}"
-            figures.append(
-                measure(Figure(name, "steps/s"), repeat, lambda s=store, r=random_ids: once(s, r))
+    configs = [
+        (store, random_ids, f"sustained: {waves} waves, {writer}, {ids}")
+        for store, writer in (("thread", "default writer"), ("process", "writer process"))
+        for random_ids, ids in ((False, "engine ids (UUIDv7)"), (True, "random ids (UUIDv4)"))
+    ]
+    values: dict[str, list[float]] = {name: [] for _, _, name in configs}
+    for i in range(repeat):
+        progress(f"sustained: {waves} waves x 4 ({i + 1} of {repeat}) ...")
+        for store, random_ids, name in configs:
+            path = work.fresh("sustained")
+            values[name].append(
+                asyncio.run(concurrent_once(path, n, k, waves, store=store, random_ids=random_ids))
             )
-    return figures
+    return [Figure(name, "steps/s", values[name]) for _, _, name in configs]
 
 
 def print_sweep(sweep: list[SweepPoint], raw_commit: Figure) -> None:

@@ -244,7 +244,8 @@ class Engine:
         """Start an execution (idempotent on ``execution_id``).
 
         Starting an existing id with the same workflow and input returns a handle to that
-        execution, whatever its status.
+        execution, whatever its status. Without ``execution_id`` the engine makes one: a
+        time-ordered UUIDv7 in 32 hex digits (see :func:`durable.workflow.new_execution_id`).
 
         Raises:
             WorkflowNotFoundError: the workflow is not registered (worker engines).

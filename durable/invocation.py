@@ -118,6 +118,10 @@ class Invocation(InvocationBase):
         attempt that runs beside others, and stays open to the end
         (:meth:`_loop_in_task_group`): opening and closing one (and the pass through the
         event loop its exit makes) cost a tenth of a ten-step execution.
+
+        Raises:
+            CancelledError: the invocation was abandoned (:meth:`abandon` cancels the
+                worker's scope around it, which ends there) or its worker stops.
         """
         try:
             try:
@@ -262,17 +266,31 @@ class Invocation(InvocationBase):
     async def _loop_in_task_group(self, root: Fiber) -> None:
         """The rest of :meth:`_loop` inside a task group, from the first attempt that runs
         beside others on: attempts started from now on run in it, and those still running
-        when the invocation ends are cancelled with it."""
+        when the invocation ends are cancelled with it.
+
+        What the driver raises comes out as itself (a task group would wrap it in an
+        exception group), and so does an exception that escaped an attempt (an engine bug:
+        attempts turn every error of the code they run into an outcome), which then fails
+        the execution as an error in the driver does.
+        """
         error: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            try:
-                await self._loop(root, resume=True)
-            except Exception as exc:  # raised again below as itself: the group would wrap it
-                error = exc
-            finally:
-                if self._running:  # running step attempts end with the invocation
-                    tg.cancel_scope.cancel()  # (~10 us: skipped when none runs)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                try:
+                    await self._loop(root, resume=True)
+                except Exception as exc:  # raised again below, as itself
+                    error = exc
+                finally:
+                    if self._running:  # running step attempts end with the invocation
+                        tg.cancel_scope.cancel()  # (~10 us: skipped when none runs)
+        except BaseExceptionGroup as group:
+            if group.subgroup(lambda exc: not isinstance(exc, Exception)) is not None:
+                raise  # KeyboardInterrupt, SystemExit: as they are
+            if error is None:
+                error = _first_leaf(group)
+        finally:
+            self._tg = None
         if error is not None:
             raise error
 
@@ -504,3 +522,11 @@ _STATUS_OF_FINAL: dict[str, ExecutionStatus] = {
     EventType.EXECUTION_STOPPED: ExecutionStatus.STOPPED,
     EventType.EXECUTION_TIMED_OUT: ExecutionStatus.TIMED_OUT,
 }
+
+
+def _first_leaf(group: BaseExceptionGroup[Exception]) -> Exception:
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    assert isinstance(found, Exception)
+    return found

@@ -43,7 +43,7 @@ class InvocationBase:
         self.rt = rt
         self.scope = scope
         """The cancel scope the worker runs this invocation in: :meth:`abandon` cancels it
-        while the invocation has no task group open (no step attempt runs in parallel)."""
+        (and with it the invocation's task group, if one is open)."""
         self.lease = lease
         self.row = row
         self.execution_id = row.execution_id
@@ -160,10 +160,10 @@ class InvocationBase:
     def abandon(self) -> None:
         """The execution was stopped elsewhere: end this invocation, writing nothing more."""
         self.ended = True
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-        elif self.scope is not None:
+        if self.scope is not None:
             self.scope.cancel()
+        elif self._tg is not None:  # an invocation run outside a worker
+            self._tg.cancel_scope.cancel()
 
     def _wake(self) -> None:
         if self._arrived is not None:

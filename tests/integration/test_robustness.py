@@ -48,6 +48,47 @@ class FlakyStore(MemoryStore):
         await super().commit(checkpoint)
 
 
+class BuggyThenSlowStore(MemoryStore):
+    """The commit with a StepSucceeded event raises a RuntimeError (as an engine bug would);
+    the final commit that follows (the execution failed) waits for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = True
+        self.final_blocked = anyio.Event()
+        self.final_cancelled = anyio.Event()
+        self.gate = anyio.Event()
+
+    async def commit(self, checkpoint: Checkpoint) -> None:
+        if self.armed and any(b"StepSucceeded" in e for e in checkpoint.events):
+            self.armed = False
+            raise RuntimeError("engine bug (injected)")
+        if checkpoint.finish is not None and not self.final_blocked.is_set():
+            self.final_blocked.set()
+            try:
+                await self.gate.wait()
+            except anyio.get_cancelled_exc_class():
+                self.final_cancelled.set()
+                raise
+        await super().commit(checkpoint)
+
+
+def side_by_side(*values: int) -> Any:
+    """A workflow running one step per value in ``ctx.parallel``."""
+
+    def branch(value: int) -> Any:
+        async def run(ctx: DurableContext) -> int:
+            return await ctx.step(lambda: value, name=f"branch-{value}")
+
+        return run
+
+    async def wf(ctx: DurableContext) -> list[int]:
+        result = await ctx.parallel([branch(value) for value in values])
+        return result.get_results()
+
+    return wf
+
+
 async def test_a_failed_finishing_commit_is_written_again() -> None:
     store = FlakyStore()
     engine = Engine(store=store, clock=VirtualClock(), poll_interval=0.01)
@@ -73,18 +114,7 @@ async def test_a_store_error_while_steps_run_side_by_side_is_retried_not_a_failu
     # not wrapped in an exception group (which would fail the execution as an engine bug).
     store = FlakyStore()
     engine = Engine(store=store, clock=VirtualClock(), poll_interval=0.01)
-
-    def branch(value: int) -> Any:
-        async def run(ctx: DurableContext) -> int:
-            return await ctx.step(lambda: value, name=f"branch-{value}")
-
-        return run
-
-    @engine.workflow
-    async def wf(ctx: DurableContext) -> list[int]:
-        result = await ctx.parallel([branch(1), branch(2)])
-        return result.get_results()
-
+    wf = engine.workflow(side_by_side(1, 2), name="wf")
     store.when = lambda cp: any(b"StepSucceeded" in e for e in cp.events)
     store.fail = 1
     async with engine:
@@ -93,6 +123,59 @@ async def test_a_store_error_while_steps_run_side_by_side_is_retried_not_a_failu
         history = await engine.history(handle.execution_id)
     assert store.fail == 0  # the error was raised
     assert "ExecutionFailed" not in [e.event_type for e in history]
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequential", "parallel"])
+async def test_abandon_cancels_what_the_invocation_still_awaits(parallel: bool) -> None:
+    # An error in the driver fails the execution; while that last commit is under way the
+    # execution is stopped elsewhere (abandon). With steps side by side the driver's task
+    # group has already closed by then: abandon() must still reach the invocation.
+    store = BuggyThenSlowStore()
+    engine = Engine(store=store, clock=VirtualClock(), poll_interval=0.01)
+
+    async def sequential(ctx: DurableContext) -> int:
+        return await ctx.step(lambda: 1, name="one")
+
+    wf = engine.workflow(side_by_side(1, 2) if parallel else sequential, name="wf")
+    async with engine:
+        handle = await engine.start(wf)
+        with anyio.fail_after(10):
+            await store.final_blocked.wait()
+            invocation = engine.worker.active[handle.execution_id]
+            assert invocation is not None
+            invocation.abandon()  # what engine.stop() and a lost lease do
+            await store.final_cancelled.wait()
+        store.gate.set()
+        await settle(engine)
+        assert handle.execution_id not in engine.worker.active
+
+
+async def test_an_error_escaping_a_parallel_attempt_fails_the_execution_with_that_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Attempts turn every error of user code into an outcome; one that escapes anyway is an
+    # engine bug. It fails the execution as an error in the driver does, under its own name
+    # (not as the task group's "unhandled errors in a TaskGroup").
+    from durable.step import StepOp
+
+    original = StepOp._attempt
+    calls = 0
+
+    async def broken(self: Any, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("bug in the attempt wrapper (injected)")
+        return await original(self, *args)
+
+    monkeypatch.setattr(StepOp, "_attempt", broken)
+    engine = Engine(":memory:", clock=VirtualClock())
+    wf = engine.workflow(side_by_side(1, 2), name="wf")
+    async with engine:
+        with pytest.raises(ExecutionFailedError) as info:
+            await engine.run(wf, timeout=10)
+    assert info.value.error.type == "ValueError"
+    assert "bug in the attempt wrapper" in info.value.error.message
 
 
 async def test_an_at_most_once_start_that_was_never_committed_is_not_an_interruption() -> None:

@@ -37,9 +37,11 @@ def test_ids_sort_by_the_millisecond_they_were_made_in(monkeypatch: pytest.Monke
     ]
 
 
-def test_ids_made_in_one_millisecond_differ() -> None:
+def test_ids_made_in_one_millisecond_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_123_456_789)
     ids = {new_execution_id() for _ in range(10_000)}
-    assert len(ids) == 10_000
+    assert len(ids) == 10_000  # 74 random bits each
+    assert {i[:12] for i in ids} == {f"{1_700_000_000_123:012x}"}
 
 
 async def test_start_without_an_id_gets_a_time_ordered_one() -> None:
