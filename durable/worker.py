@@ -219,19 +219,9 @@ class Worker:
         assert self._loop is not None
         self.active[lease.execution_id] = None
         scope = anyio.CancelScope()
-        task = self._loop.create_task(self._run_scoped(scope, lease, row, events))
+        task = self._loop.create_task(self._run_invocation(scope, lease, row, events))
         self._invocations[task] = scope
         task.add_done_callback(self._invocation_done)
-
-    async def _run_scoped(
-        self,
-        scope: anyio.CancelScope,
-        lease: Lease,
-        row: ExecutionRow | None,
-        events: list[bytes] | None,
-    ) -> None:
-        with scope:
-            await self._run_invocation(scope, lease, row, events)
 
     def _invocation_done(self, task: asyncio.Task[None]) -> None:
         self._invocations.pop(task, None)
@@ -253,43 +243,46 @@ class Worker:
         row: ExecutionRow | None,
         events: list[bytes] | None,
     ) -> None:
+        """Run one invocation inside ``scope``, which ends its cancellation: the worker
+        cancels it when it stops, and so does the invocation's ``abandon()``."""
         rt = self.rt
         inv: Invocation | None = None
-        try:
-            if row is None or events is None:
-                loaded = await rt.store.load(lease.execution_id)
-                if loaded is None:
-                    return
-                row, events = loaded
-            inv = Invocation(rt, lease, row, events, scope)
-            self.active[lease.execution_id] = inv
-            if self._draining:
-                inv.drain()
-            await inv.run()
-        except StoreError as exc:
-            rt.logger.error(
-                "could not load execution", execution_id=lease.execution_id, error=str(exc)
-            )
-        finally:
-            if inv is not None and not inv.ended:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await inv.release()
-                    except StoreError as exc:
-                        # Keep trying from the loop: a lease this worker holds but no longer
-                        # runs would otherwise wait for another process to take it over.
-                        self._orphans.append(lease)
-                        rt.logger.warning(
-                            "could not release execution; will retry",
-                            execution_id=lease.execution_id,
-                            error=str(exc),
-                        )
-            if inv is not None:
-                inv.dispose()
-            self.active.pop(lease.execution_id, None)
-            self.nudge()
-            if not self.active and self._emptied is not None:
-                self._emptied.set()
+        with scope:
+            try:
+                if row is None or events is None:
+                    loaded = await rt.store.load(lease.execution_id)
+                    if loaded is None:
+                        return
+                    row, events = loaded
+                inv = Invocation(rt, lease, row, events, scope)
+                self.active[lease.execution_id] = inv
+                if self._draining:
+                    inv.drain()
+                await inv.run()
+            except StoreError as exc:
+                rt.logger.error(
+                    "could not load execution", execution_id=lease.execution_id, error=str(exc)
+                )
+            finally:
+                if inv is not None and not inv.ended:
+                    with anyio.CancelScope(shield=True):
+                        try:
+                            await inv.release()
+                        except StoreError as exc:
+                            # Keep trying from the loop: a lease this worker holds but no longer
+                            # runs would otherwise wait for another process to take it over.
+                            self._orphans.append(lease)
+                            rt.logger.warning(
+                                "could not release execution; will retry",
+                                execution_id=lease.execution_id,
+                                error=str(exc),
+                            )
+                if inv is not None:
+                    inv.dispose()
+                self.active.pop(lease.execution_id, None)
+                self.nudge()
+                if not self.active and self._emptied is not None:
+                    self._emptied.set()
 
     async def _renew_forever(self) -> None:
         while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from durable.stores import ExecutionRow, Lease, SQLiteStore
+from durable.stores.base import Checkpoint
 
 OWNER = "worker-1"
 
@@ -26,6 +27,14 @@ async def lease_many(store: SQLiteStore, count: int) -> list[Lease]:
         )
     )
     return await store.claim(owner=OWNER, now=1e9, lease_expires=2e9, limit=count)
+
+
+def send_first_checkpoints(store: SQLiteStore, leases: list[Lease]) -> list[asyncio.Future[None]]:
+    """A first checkpoint (one event, sequence 2) for each lease, sent without waiting."""
+    return [
+        asyncio.ensure_future(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)))
+        for lease in leases
+    ]
 
 
 async def assert_next_seq(store: SQLiteStore, leases: list[Lease], next_seq: int) -> None:

@@ -34,7 +34,13 @@ from durable.stores import (
 from durable.stores import _sqlite_schema as schema
 from durable.stores._sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from durable.types import ErrorInfo
-from tests.stores.helpers import OWNER, assert_next_seq, lease_many, make_row
+from tests.stores.helpers import (
+    OWNER,
+    assert_next_seq,
+    lease_many,
+    make_row,
+    send_first_checkpoints,
+)
 
 
 @pytest.fixture
@@ -126,10 +132,7 @@ async def test_writes_queued_before_close_are_committed(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "t.db")
     await store.open()
     leases = await lease_many(store, 20)
-    pending = [
-        asyncio.ensure_future(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)))
-        for lease in leases
-    ]
+    pending = send_first_checkpoints(store, leases)
     await asyncio.sleep(0)  # let every commit enqueue
     await store.close()
     await asyncio.gather(*pending)
@@ -945,10 +948,7 @@ async def test_reads_go_on_while_close_commits_the_queued_writes(tmp_path: Path)
     store = SQLiteStore(tmp_path / "t.db")
     await store.open()
     leases = await lease_many(store, 3)
-    pending = [
-        asyncio.ensure_future(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)))
-        for lease in leases
-    ]
+    pending = send_first_checkpoints(store, leases)
     closing = asyncio.ensure_future(store.close())
     await asyncio.sleep(0)  # close() has begun: it waits for the writer
     row = await store.get_execution(leases[0].execution_id)

@@ -23,7 +23,7 @@ from durable.stores import _sqlite_process as sp
 from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import PROCESS_MIN
 from tests.helpers import has_exited
-from tests.stores.helpers import OWNER, assert_next_seq, lease_many
+from tests.stores.helpers import OWNER, assert_next_seq, lease_many, send_first_checkpoints
 
 
 @pytest.fixture
@@ -118,10 +118,7 @@ async def test_writes_queued_before_close_are_committed(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "t.db", writer="process")
     await store.open()
     leases = await lease_many(store, 200)
-    pending = [
-        asyncio.ensure_future(store.commit(Checkpoint(lease, 2, [b"a"], now=1.0)))
-        for lease in leases
-    ]
+    pending = send_first_checkpoints(store, leases)
     await asyncio.sleep(0)
     pid = writer_pid(store)
     await store.close()
