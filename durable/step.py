@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -120,15 +122,41 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
+def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """A sync step's body, in the worker thread (where its frames start in a traceback)."""
+    return fn(*args)
+
+
 async def call_user_fn(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """Call user code: async functions on the loop, sync ones in a worker thread."""
     if _is_async(fn):
         return await fn(*args)
     # Sync bodies run in a worker thread so they never block the event loop.
-    result = await anyio.to_thread.run_sync(lambda: fn(*args), abandon_on_cancel=True)
+    try:
+        result = await anyio.to_thread.run_sync(_in_thread, fn, args, abandon_on_cancel=True)
+    except Exception as exc:
+        _clear_hop_frames(exc.__traceback__)
+        raise
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+def _clear_hop_frames(tb: TracebackType | None) -> None:
+    """Clear the locals of anyio's frames that carried a sync step's error back from its
+    thread.
+
+    One of them holds the future that holds the error, whose traceback holds that frame: a
+    reference cycle only the garbage collector would free, taking the step and its
+    workflow's context with it. Every frame keeps its place in the recorded stack; the
+    step's own frames (from :func:`_in_thread` on) keep their locals too.
+    """
+    while tb is not None and tb.tb_frame.f_code is not _in_thread.__code__:
+        frame = tb.tb_frame
+        if str(frame.f_globals.get("__name__", "")).startswith("anyio."):
+            with contextlib.suppress(RuntimeError):  # still running (the worker's loop)
+                frame.clear()
+        tb = tb.tb_next
 
 
 async def _call_with_timeout(
@@ -152,7 +180,7 @@ async def _call_with_timeout(
         tg.start_soon(body)
         tg.start_soon(timer)
     if failure:
-        raise failure[0]
+        raise failure.pop()  # (kept in the list, it would hold this frame through its traceback)
     if not outcome:
         raise StepTimeoutError(f"step attempt timed out after {seconds:g} s")
     return outcome[0]

@@ -169,6 +169,44 @@ async def test_a_failed_execution_is_freed_without_the_garbage_collector(tmp_pat
         assert [ref for ref in contexts if ref() is not None] == []
 
 
+def refuses_in_a_thread(n: int) -> int:
+    raise ValueError(f"refused {n} in a thread")
+
+
+@pytest.mark.usefixtures("no_collector")
+async def test_a_failed_sync_or_timed_step_is_freed_without_the_garbage_collector(
+    tmp_path: Path,
+) -> None:
+    # A sync body runs in a worker thread: its error comes back through a future that
+    # frames on its way hold (anyio's, and the driver's that awaited it), while the error's
+    # traceback holds those frames. A step with a timeout re-raises its body's error.
+    contexts: list[weakref.ref[DurableContext]] = []
+    engine = Engine(str(tmp_path / "m.db"))
+
+    @engine.workflow
+    async def fails(ctx: DurableContext, how: tuple[bool, float | None]) -> int:
+        contexts.append(weakref.ref(ctx))
+        sync, timeout = how
+        body = refuses_in_a_thread if sync else refuses
+        return await ctx.step(body, 1, retry=RetryPolicy.none(), timeout=timeout)
+
+    async with engine:
+        handle = await engine.start(fails, [True, None])
+        with pytest.raises(ExecutionFailedError):
+            await handle.result()
+        for sync in (True, False):
+            with pytest.raises(ExecutionFailedError):
+                await engine.run(fails, [sync, 60.0])
+        await settle(engine)
+        history = await engine.history(handle.execution_id)
+        assert len(contexts) == 3
+        assert [ref for ref in contexts if ref() is not None] == []
+    # the recorded stack still names the step's own code
+    failed = next(e for e in history if e.event_type == "StepFailed")
+    stack = "\n".join(failed.details["error"].stack)
+    assert "refuses_in_a_thread" in stack
+
+
 @pytest.mark.usefixtures("no_collector")
 async def test_an_execution_stopped_mid_step_leaves_nothing_behind(tmp_path: Path) -> None:
     contexts: list[weakref.ref[DurableContext]] = []
