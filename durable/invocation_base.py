@@ -216,6 +216,9 @@ class InvocationBase:
             fiber.parent = fiber.parent_op = None  # (an operation holds its child's fiber)
         self._fibers.clear()
         self._blocked.clear()  # (a suspended invocation ends with its waiting fibers here)
+        self._ready.clear()
+        self._held.clear()
+        self._arrivals.clear()  # (attempts that ended after their batch or the invocation)
 
     def _close_fibers(self) -> None:
         for fiber in self._fibers:

@@ -9,11 +9,13 @@ than the executions themselves.
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from durable import (
@@ -24,6 +26,8 @@ from durable import (
     RetryPolicy,
     VirtualClock,
 )
+from durable.stores import MemoryStore
+from durable.stores.base import Checkpoint
 from tests.helpers import settle
 
 
@@ -205,6 +209,65 @@ async def test_a_failed_sync_or_timed_step_is_freed_without_the_garbage_collecto
     failed = next(e for e in history if e.event_type == "StepFailed")
     stack = "\n".join(failed.details["error"].stack)
     assert "refuses_in_a_thread" in stack
+
+
+class HoldsAStepFailure(MemoryStore):
+    """Sets ``failing`` when a checkpoint records a failed step, then waits for ``go_on``
+    before writing it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = threading.Event()
+        self.go_on = anyio.Event()
+
+    async def commit(self, checkpoint: Checkpoint) -> None:
+        if any(b"StepFailed" in event for event in checkpoint.events):
+            self.failing.set()
+            with anyio.fail_after(10):
+                await self.go_on.wait()
+        await super().commit(checkpoint)
+
+
+@pytest.mark.usefixtures("no_collector")
+async def test_an_outcome_that_arrives_too_late_to_be_read_leaves_nothing_behind() -> None:
+    # One item of a map fails; while that failure is being checkpointed, the other item's
+    # attempt ends. The failure then fails the execution, and the other outcome, which
+    # arrived meanwhile, is never read.
+    store = HoldsAStepFailure()
+    engine = Engine(store=store)
+    contexts: list[weakref.ref[DurableContext]] = []
+
+    def late(n: int) -> int:
+        store.failing.wait(10)
+        return n
+
+    async def item(ctx: DurableContext, n: int, index: int) -> int:
+        contexts.append(weakref.ref(ctx))
+        body = late if n == 2 else refuses_in_a_thread
+        return await ctx.step(body, n, retry=RetryPolicy.none())
+
+    @engine.workflow
+    async def side_by_side(ctx: DurableContext) -> int:
+        contexts.append(weakref.ref(ctx))
+        (await ctx.map([1, 2], item)).throw_if_error()
+        return 0
+
+    async with engine:
+        handle = await engine.start(side_by_side)
+        with anyio.fail_after(10):
+            while not store.failing.is_set():
+                await anyio.lowlevel.checkpoint()
+            invocation = engine.worker.active[handle.execution_id]
+            assert invocation is not None
+            while not invocation._arrivals:  # the late attempt's outcome
+                await anyio.lowlevel.checkpoint()
+        del invocation
+        store.go_on.set()
+        with pytest.raises(ExecutionFailedError):
+            await handle.result()
+        await settle(engine)
+        assert len(contexts) == 3
+        assert [ref for ref in contexts if ref() is not None] == []
 
 
 @pytest.mark.usefixtures("no_collector")
