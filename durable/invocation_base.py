@@ -214,6 +214,7 @@ class InvocationBase:
                 # it (what the log and the history needed of it was taken when it was raised).
                 fiber.outcome.error.__traceback__ = None
             fiber.parent = fiber.parent_op = None  # (an operation holds its child's fiber)
+        self._fatal = None  # (its traceback, or an error it holds, leads back here)
         self._fibers.clear()
         self._blocked.clear()  # (a suspended invocation ends with its waiting fibers here)
         self._ready.clear()

@@ -13,6 +13,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -209,6 +210,39 @@ async def test_a_failed_sync_or_timed_step_is_freed_without_the_garbage_collecto
     failed = next(e for e in history if e.event_type == "StepFailed")
     stack = "\n".join(failed.details["error"].stack)
     assert "refuses_in_a_thread" in stack
+
+
+def no_code(n: int) -> int:
+    raise ValueError(f"no code for {n}")
+
+
+async def no_code_async(n: int) -> int:
+    raise ValueError(f"no code for {n}")
+
+
+@pytest.mark.parametrize("body", [no_code, no_code_async], ids=["sync", "async"])
+@pytest.mark.usefixtures("no_collector")
+async def test_an_execution_failed_by_a_raising_retry_predicate_is_freed(
+    body: Any, tmp_path: Path
+) -> None:
+    # The predicate's AttributeError fails the execution from inside the driver (its frames
+    # hold the invocation), and it holds the step's error (its ``obj``), whose traceback
+    # holds the step.
+    contexts: list[weakref.ref[DurableContext]] = []
+    engine = Engine(str(tmp_path / "m.db"))
+
+    @engine.workflow
+    async def wf(ctx: DurableContext) -> int:
+        contexts.append(weakref.ref(ctx))
+        retry = RetryPolicy(retry_on=lambda exc: exc.code == 503)  # type: ignore[attr-defined]
+        return await ctx.step(body, 1, retry=retry)
+
+    async with engine:
+        with pytest.raises(ExecutionFailedError, match="code"):
+            await engine.run(wf)
+        await settle(engine)
+        assert len(contexts) == 1
+        assert [ref for ref in contexts if ref() is not None] == []
 
 
 class HoldsAStepFailure(MemoryStore):
