@@ -217,8 +217,6 @@ class InvocationBase:
         self._fatal = None  # (its traceback, or an error it holds, leads back here)
         self._fibers.clear()
         self._blocked.clear()  # (a suspended invocation ends with its waiting fibers here)
-        self._ready.clear()
-        self._held.clear()
         self._arrivals.clear()  # (attempts that ended after their batch or the invocation)
 
     def _close_fibers(self) -> None:

@@ -134,7 +134,7 @@ async def call_user_fn(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     # Sync bodies run in a worker thread so they never block the event loop.
     try:
         result = await anyio.to_thread.run_sync(_in_thread, fn, args, abandon_on_cancel=True)
-    except Exception as exc:
+    except BaseException as exc:  # (a body may raise CancelledError itself: see _attempt)
         _clear_hop_frames(exc.__traceback__)
         raise
     if inspect.isawaitable(result):
@@ -149,7 +149,10 @@ def _clear_hop_frames(tb: TracebackType | None) -> None:
     One of them holds the future that holds the error, whose traceback holds that frame: a
     reference cycle only the garbage collector would free, taking the step and its
     workflow's context with it. Every frame keeps its place in the recorded stack; the
-    step's own frames (from :func:`_in_thread` on) keep their locals too.
+    step's own frames (from :func:`_in_thread` on) keep their locals too. Only anyio's
+    frames are cleared: the others on the way are still running (``call_user_fn``, and
+    ``InOwnContext.__await__``, where the event loop throws the error in), and clearing a
+    suspended generator's frame would close it.
     """
     while tb is not None and tb.tb_frame.f_code is not _in_thread.__code__:
         frame = tb.tb_frame

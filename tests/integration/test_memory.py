@@ -8,6 +8,7 @@ than the executions themselves.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 import weakref
@@ -178,6 +179,10 @@ def refuses_in_a_thread(n: int) -> int:
     raise ValueError(f"refused {n} in a thread")
 
 
+def cancels_itself_in_a_thread(n: int) -> int:
+    raise asyncio.CancelledError(f"gave up on {n}")  # a plain failure of the step
+
+
 @pytest.mark.usefixtures("no_collector")
 async def test_a_failed_sync_or_timed_step_is_freed_without_the_garbage_collector(
     tmp_path: Path,
@@ -202,9 +207,17 @@ async def test_a_failed_sync_or_timed_step_is_freed_without_the_garbage_collecto
         for sync in (True, False):
             with pytest.raises(ExecutionFailedError):
                 await engine.run(fails, [sync, 60.0])
+
+        @engine.workflow
+        async def cancels_itself(ctx: DurableContext) -> int:
+            contexts.append(weakref.ref(ctx))
+            return await ctx.step(cancels_itself_in_a_thread, 1, retry=RetryPolicy.none())
+
+        with pytest.raises(ExecutionFailedError, match="gave up"):
+            await engine.run(cancels_itself)
         await settle(engine)
         history = await engine.history(handle.execution_id)
-        assert len(contexts) == 3
+        assert len(contexts) == 4
         assert [ref for ref in contexts if ref() is not None] == []
     # the recorded stack still names the step's own code
     failed = next(e for e in history if e.event_type == "StepFailed")
