@@ -333,7 +333,13 @@ class StepOp(Operation[T]):
                 now = inv.now()
                 inv.record(self.event(EventType.STEP_SUCCEEDED, now, result=data, attempt=attempt))
                 return Value(decoded, now)
-        self._record_failure(inv, attempt, value)
+        try:
+            self._record_failure(inv, attempt, value)
+        finally:
+            # Recorded (or its retry predicate failed): its traceback is needed no more, and
+            # its frames lead back to the driver's (Python 3.12 keeps a finished frame's
+            # caller), which hold this error: a cycle for the garbage collector.
+            value.__traceback__ = None
         return self.resolve(inv, fiber)
 
     def _record_failure(self, inv: Invocation, attempt: int, error: BaseException) -> OpRecord:
