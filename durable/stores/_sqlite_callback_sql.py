@@ -206,9 +206,9 @@ def answer_parent(
 def make_due(conn: sqlite3.Connection, execution_id: str, now: float) -> None:
     """Let a suspended execution be claimed at ``now`` (a leased one sees it on release)."""
     conn.execute(
-        "UPDATE executions SET wake_at = min(coalesce(wake_at, ?1), ?1)"
-        " WHERE execution_id = ?2 AND status = ?3 AND lease_owner IS NULL",
-        (now, execution_id, ExecutionStatus.RUNNING.value),
+        "UPDATE executions SET wake_at = min(coalesce(wake_at, :now), :now)"
+        " WHERE execution_id = :id AND status = :status AND lease_owner IS NULL",
+        {"now": now, "id": execution_id, "status": ExecutionStatus.RUNNING.value},
     )
 
 

@@ -447,9 +447,9 @@ def expire(conn: sqlite3.Connection, owners: list[str], now: float) -> int:
     expired = 0
     for owner in set(owners):
         cursor = conn.execute(
-            "UPDATE executions SET lease_expires = min(coalesce(lease_expires, ?1), ?1),"
-            " wake_at = min(coalesce(wake_at, ?1), ?1) WHERE lease_owner = ?2",
-            (now, owner),
+            "UPDATE executions SET lease_expires = min(coalesce(lease_expires, :now), :now),"
+            " wake_at = min(coalesce(wake_at, :now), :now) WHERE lease_owner = :owner",
+            {"now": now, "owner": owner},
         )
         expired += cursor.rowcount
     return expired
