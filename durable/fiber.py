@@ -101,9 +101,6 @@ class InOwnContext:
                 value = yield yielded
             except BaseException as exc:  # thrown in by the event loop (e.g. cancellation)
                 value, error = None, exc
-            # what was awaited (a future holding an error whose traceback runs through this
-            # frame, for a sync step that failed) must not stay in this frame once it ends
-            yielded = None
 
 
 def describe_awaited(obj: object) -> str:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -122,44 +120,15 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
-def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """A sync step's body, in the worker thread (where its frames start in a traceback)."""
-    return fn(*args)
-
-
 async def call_user_fn(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """Call user code: async functions on the loop, sync ones in a worker thread."""
     if _is_async(fn):
         return await fn(*args)
     # Sync bodies run in a worker thread so they never block the event loop.
-    try:
-        result = await anyio.to_thread.run_sync(_in_thread, fn, args, abandon_on_cancel=True)
-    except BaseException as exc:  # (a body may raise CancelledError itself: see _attempt)
-        _clear_hop_frames(exc.__traceback__)
-        raise
+    result = await anyio.to_thread.run_sync(lambda: fn(*args), abandon_on_cancel=True)
     if inspect.isawaitable(result):
         result = await result
     return result
-
-
-def _clear_hop_frames(tb: TracebackType | None) -> None:
-    """Clear the locals of anyio's frames that carried a sync step's error back from its
-    thread.
-
-    One of them holds the future that holds the error, whose traceback holds that frame: a
-    reference cycle only the garbage collector would free, taking the step and its
-    workflow's context with it. Every frame keeps its place in the recorded stack; the
-    step's own frames (from :func:`_in_thread` on) keep their locals too. Only anyio's
-    frames are cleared: the others on the way are still running (``call_user_fn``, and
-    ``InOwnContext.__await__``, where the event loop throws the error in), and clearing a
-    suspended generator's frame would close it.
-    """
-    while tb is not None and tb.tb_frame.f_code is not _in_thread.__code__:
-        frame = tb.tb_frame
-        if str(frame.f_globals.get("__name__", "")).startswith("anyio."):
-            with contextlib.suppress(RuntimeError):  # still running (the worker's loop)
-                frame.clear()
-        tb = tb.tb_next
 
 
 async def _call_with_timeout(
@@ -183,7 +152,7 @@ async def _call_with_timeout(
         tg.start_soon(body)
         tg.start_soon(timer)
     if failure:
-        raise failure.pop()  # (kept in the list, it would hold this frame through its traceback)
+        raise failure[0]
     if not outcome:
         raise StepTimeoutError(f"step attempt timed out after {seconds:g} s")
     return outcome[0]
@@ -336,9 +305,10 @@ class StepOp(Operation[T]):
         try:
             self._record_failure(inv, attempt, value)
         finally:
-            # Recorded (or its retry predicate failed): its traceback is needed no more, and
-            # its frames lead back to the driver's (Python 3.12 keeps a finished frame's
-            # caller), which hold this error: a cycle for the garbage collector.
+            # Recorded (or its retry predicate failed): its traceback is needed no more. Its
+            # frames hold this error one way or another (anyio's future for a sync body, the
+            # timeout's list, the driver's frames, which Python 3.12 keeps as a finished
+            # frame's caller), and the step: a cycle only the garbage collector would free.
             value.__traceback__ = None
         return self.resolve(inv, fiber)
 
