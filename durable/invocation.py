@@ -218,9 +218,7 @@ class Invocation(InvocationBase):
         the queued attempts (see :meth:`_loop_in_task_group`)."""
         workflow = self.rt.workflows[self.row.workflow]
         while True:
-            if resume:
-                resume = False
-            else:
+            if not resume:
                 if self._inbox_requested:
                     await collect_inbox(self)
                 self._step_ready()
@@ -240,12 +238,12 @@ class Invocation(InvocationBase):
                     self._ready.extend(held for held in self._held if not held[0].cancelled)
                     self._held.clear()
                     continue
-                if self._queued:
-                    self._inline_ok = self._inline()
-                    if not self._inline_ok and self._tg is None:
-                        await self._loop_in_task_group(root)
-                        return
+            resume = False
             if self._queued:
+                self._inline_ok = self._inline()
+                if not self._inline_ok and self._tg is None:
+                    await self._loop_in_task_group(root)  # goes on from here, in the group
+                    return
                 await self._start_queued()
             if self._inbox_requested:
                 continue
