@@ -10,7 +10,8 @@ What it measures (every database is a fresh file with the engine's defaults, WAL
 ``synchronous=FULL``, in one directory on the disk it reports):
 
 * **raw**: one ~100-byte INSERT per ``BEGIN IMMEDIATE ... COMMIT`` with bare ``sqlite3``
-  (``bench_steps.raw_commits``), measured in the same run: the ceiling of anything that makes
+  (``bench_steps.raw_commits``), measured in the same run, in rounds with S2 and its variants
+  (``bench_steps.rounds``; ratios also paired round by round): the ceiling of anything that makes
   each checkpoint durable before moving on *without* sharing commits.
 * **S2**: ``--n`` executions of a workflow awaiting ``--k`` trivial async steps one after the
   other, all started at once (``Engine(path, concurrency=max(100, n))`` so the worker admits
@@ -44,16 +45,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_steps import (
+    RAW_COMMIT_ROWS,
     Figure,
     Workdir,
     check,
     expected_sum,
     fmt,
     measure,
-    measure_raw_commits,
     print_table,
     progress,
     ratio,
+    raw_commit_figure,
+    raw_commits,
+    rounds,
     sequential_steps,
     session,
     store_for,
@@ -138,29 +142,36 @@ def run(
 ) -> tuple[list[Figure], list[tuple[str, str]], list[SweepPoint]]:
     repeat, n, k = args.repeat, args.n, args.k
 
-    progress("raw SQLite ...")
-    raw_commit = measure_raw_commits(work, repeat)
-    progress(f"S2: {n:,} concurrent executions x {k} steps x {repeat} ...")
-    s2 = measure(
-        Figure(f"S2: {n:,} concurrent executions x {k} steps", "steps/s"),
+    raw_commit = raw_commit_figure()
+    s2 = Figure(f"S2: {n:,} concurrent executions x {k} steps", "steps/s")
+    s2_process = Figure('S2 with the writer process (writer="process")', "steps/s")
+    engine_alone = Figure("S2 engine alone: on MemoryStore, not durable", "steps/s")
+    rounds(
         repeat,
-        lambda: asyncio.run(concurrent_once(work.fresh("s2"), n, k)),
-    )
-    s2_process = measure(
-        Figure('S2 with the writer process (writer="process")', "steps/s"),
-        repeat,
-        lambda: asyncio.run(concurrent_once(work.fresh("s2-process"), n, k, store="process")),
-    )
-    engine_alone = measure(
-        Figure("S2 engine alone: on MemoryStore, not durable", "steps/s"),
-        repeat,
-        lambda: asyncio.run(concurrent_once(work.fresh("s2-memory"), n, k, store="memory")),
+        [
+            (raw_commit, lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS)),
+            (s2, lambda: asyncio.run(concurrent_once(work.fresh("s2"), n, k))),
+            (
+                s2_process,
+                lambda: asyncio.run(
+                    concurrent_once(work.fresh("s2-process"), n, k, store="process")
+                ),
+            ),
+            (
+                engine_alone,
+                lambda: asyncio.run(concurrent_once(work.fresh("s2-memory"), n, k, store="memory")),
+            ),
+        ],
+        f"raw and S2 ({n:,} executions x {k} steps)",
     )
     figures = [raw_commit, s2, s2_process, engine_alone]
     ratios = [
-        ("S2 steps/s / raw commits/s", ratio(s2, raw_commit)),
-        ("S2 writer process steps/s / raw commits/s", ratio(s2_process, raw_commit)),
-        ("engine alone steps/s / raw commits/s", ratio(engine_alone, raw_commit)),
+        ("S2 steps/s / raw commits/s", ratio(s2, raw_commit, same_rounds=True)),
+        (
+            "S2 writer process steps/s / raw commits/s",
+            ratio(s2_process, raw_commit, same_rounds=True),
+        ),
+        ("engine alone steps/s / raw commits/s", ratio(engine_alone, raw_commit, same_rounds=True)),
         ("S2 time per step (median)", f"{1e6 / s2.median:,.1f} us"),
         ("S2 of which the engine alone", f"{1e6 / engine_alone.median:,.1f} us"),
         ("raw time per commit (median)", f"{1e6 / raw_commit.median:,.0f} us"),

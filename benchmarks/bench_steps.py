@@ -19,7 +19,9 @@ What it measures (every database is a fresh file in one directory on the disk it
   ``async with engine`` to ``handle.result()``. The pure core (decode the stored rows, fold
   them into a ``ReplayState``) is timed alone to separate it from the driver and the store.
 
-It only prints figures; nothing here asserts on time.
+Every figure is measured once per round, ``--repeat`` rounds (:func:`rounds`), so each ratio
+can also be taken round by round (:func:`paired`). It only prints figures; nothing here
+asserts on time.
 """
 
 from __future__ import annotations
@@ -128,18 +130,29 @@ def measure(figure: Figure, repeat: int, once: Callable[[], float]) -> Figure:
     return figure
 
 
+def rounds(repeat: int, plan: list[tuple[Figure, Callable[[], float]]], what: str) -> None:
+    """Measure every figure of ``plan`` once per round, ``repeat`` rounds.
+
+    A figure and the raw rate it is divided by are then taken seconds apart, in every round:
+    a drift of the machine (another job's fsyncs, a noisy neighbour) hits both, and
+    :func:`paired` can compare them round by round. The order rotates from round to round,
+    so no figure always runs right after the same other one.
+    """
+    for r in range(repeat):
+        progress(f"{what}: round {r + 1} of {repeat} ...")
+        shift = r % len(plan)
+        for figure, once in plan[shift:] + plan[:shift]:
+            figure.values.append(once())
+
+
 def progress(text: str) -> None:
     """Say what a script is doing, on stderr (stdout keeps only the figures)."""
     print(text, file=sys.stderr, flush=True)
 
 
-def measure_raw_commits(work: Workdir, repeat: int) -> Figure:
-    """The raw 1-row-per-commit rate (:func:`raw_commits`), ``repeat`` times on fresh files."""
-    return measure(
-        Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s"),
-        repeat,
-        lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS),
-    )
+def raw_commit_figure() -> Figure:
+    """The figure of the raw 1-row-per-commit rate (:func:`raw_commits`), not measured yet."""
+    return Figure(f"raw: 1 row per commit ({RAW_COMMIT_ROWS:,} commits)", "commits/s")
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -355,89 +368,71 @@ class Workdir:
 def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tuple[str, str]]]:
     repeat, n, m = args.repeat, args.steps, args.replay_steps
 
-    progress("raw SQLite ...")
-    raw_commit = measure_raw_commits(work, repeat)
-    raw_batch = measure(
-        Figure(f"raw: {RAW_BATCH_SIZE:,} rows per commit", "rows/s"),
-        repeat,
-        lambda: raw_batches(work.fresh("raw-batch"), RAW_BATCHES, RAW_BATCH_SIZE),
-    )
+    progress("raw read: writing the events ...")
     read_path = work.fresh("raw-read")
     raw_read_setup(read_path, RAW_READ_EVENTS)
-    raw_read = measure(
-        Figure(f"raw: SELECT + decode_events ({RAW_READ_EVENTS:,} events)", "events/s"),
-        repeat,
-        lambda: raw_read_decode(read_path),
-    )
-
-    progress(f"S1: {n:,} sequential steps x {repeat} ...")
-    s1 = measure(
-        Figure(f"S1: sequential steps ({n:,} per workflow)", "steps/s"),
-        repeat,
-        lambda: asyncio.run(s1_once(work.fresh("s1"), n)),
-    )
-    s1_process = measure(
-        Figure('S1 with the writer process (writer="process")', "steps/s"),
-        repeat,
-        lambda: asyncio.run(s1_once(work.fresh("s1-process"), n, store="process")),
-    )
-    s1_engine = measure(
-        Figure("S1 engine alone: on MemoryStore, not durable", "steps/s"),
-        repeat,
-        lambda: asyncio.run(s1_once(work.fresh("s1-memory"), n, store="memory")),
-    )
-
     progress(f"S3: recording {m:,} steps ...")
     master = work.fresh("s3-recorded")
     rows = asyncio.run(s3_record(master, m))
     count = len(rows)
-    progress(f"S3: replaying {count:,} events x {repeat} ...")
-    replays: list[ReplayRun] = []
-    for _ in range(repeat):
+    events = decode_events(rows)
+
+    raw_commit = raw_commit_figure()
+    raw_batch = Figure(f"raw: {RAW_BATCH_SIZE:,} rows per commit", "rows/s")
+    raw_read = Figure(f"raw: SELECT + decode_events ({RAW_READ_EVENTS:,} events)", "events/s")
+    s1 = Figure(f"S1: sequential steps ({n:,} per workflow)", "steps/s")
+    s1_process = Figure('S1 with the writer process (writer="process")', "steps/s")
+    s1_engine = Figure("S1 engine alone: on MemoryStore, not durable", "steps/s")
+    s3_events = Figure(f"S3: replay, engine end to end ({count:,} events)", "events/s")
+    s3_steps = Figure(f"S3: replay ({m:,} steps)", "steps/s")
+    s3_open = Figure("S3:   of which opening the engine", "ms", higher_is_better=False)
+    s3_load = Figure("S3: store.load of the history", "events/s")
+    s3_core = Figure("S3: pure core: ReplayState.from_rows(rows)", "events/s")
+    s3_decode = Figure("S3:   decode_events alone", "events/s")
+    s3_fold = Figure("S3:   ReplayState.from_events alone", "events/s")
+
+    def replay() -> float:
         copy = work.fresh("s3-replay")
         copy_database(master, copy)
-        replays.append(asyncio.run(s3_replay_once(copy, m)))
-    s3_events = Figure(
-        f"S3: replay, engine end to end ({count:,} events)",
-        "events/s",
-        [count / r.elapsed for r in replays],
-    )
-    s3_steps = Figure(f"S3: replay ({m:,} steps)", "steps/s", [m / r.elapsed for r in replays])
-    s3_open = Figure(
-        "S3:   of which opening the engine",
-        "ms",
-        [r.opened * 1000 for r in replays],
-        higher_is_better=False,
-    )
-    s3_load = measure(
-        Figure("S3: store.load of the history", "events/s"),
+        run = asyncio.run(s3_replay_once(copy, m))
+        s3_steps.values.append(m / run.elapsed)
+        s3_open.values.append(run.opened * 1000)
+        return count / run.elapsed
+
+    rounds(
         repeat,
-        lambda: asyncio.run(s3_load_once(master)),
-    )
-    s3_core = measure(
-        Figure("S3: pure core: ReplayState.from_rows(rows)", "events/s"),
-        repeat,
-        lambda: count / timed(lambda: ReplayState.from_rows(rows)),
-    )
-    s3_decode = measure(
-        Figure("S3:   decode_events alone", "events/s"),
-        repeat,
-        lambda: count / timed(lambda: decode_events(rows)),
-    )
-    events = decode_events(rows)
-    s3_fold = measure(
-        Figure("S3:   ReplayState.from_events alone", "events/s"),
-        repeat,
-        lambda: count / timed(lambda: ReplayState.from_events(events)),
+        [
+            (raw_commit, lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS)),
+            (raw_batch, lambda: raw_batches(work.fresh("raw-batch"), RAW_BATCHES, RAW_BATCH_SIZE)),
+            (raw_read, lambda: raw_read_decode(read_path)),
+            (s1, lambda: asyncio.run(s1_once(work.fresh("s1"), n))),
+            (
+                s1_process,
+                lambda: asyncio.run(s1_once(work.fresh("s1-process"), n, store="process")),
+            ),
+            (
+                s1_engine,
+                lambda: asyncio.run(s1_once(work.fresh("s1-memory"), n, store="memory")),
+            ),
+            (s3_events, replay),
+            (s3_load, lambda: asyncio.run(s3_load_once(master))),
+            (s3_core, lambda: count / timed(lambda: ReplayState.from_rows(rows))),
+            (s3_decode, lambda: count / timed(lambda: decode_events(rows))),
+            (s3_fold, lambda: count / timed(lambda: ReplayState.from_events(events))),
+        ],
+        "raw, S1 and S3",
     )
 
     figures = [raw_commit, raw_batch, raw_read, s1, s1_process, s1_engine]
     figures += [s3_events, s3_steps, s3_open, s3_load, s3_core, s3_decode, s3_fold]
     ratios = [
-        ("S1 steps/s / raw commits/s", ratio(s1, raw_commit)),
-        ("S1 writer process steps/s / raw commits/s", ratio(s1_process, raw_commit)),
-        ("S3 events/s / raw read+decode events/s", ratio(s3_events, raw_read)),
-        ("S3 events/s / pure-core events/s", ratio(s3_events, s3_core)),
+        ("S1 steps/s / raw commits/s", ratio(s1, raw_commit, same_rounds=True)),
+        (
+            "S1 writer process steps/s / raw commits/s",
+            ratio(s1_process, raw_commit, same_rounds=True),
+        ),
+        ("S3 events/s / raw read+decode events/s", ratio(s3_events, raw_read, same_rounds=True)),
+        ("S3 events/s / pure-core events/s", ratio(s3_events, s3_core, same_rounds=True)),
         ("S1 time per step (median)", f"{1e6 / s1.median:,.0f} us"),
         ("S1 of which the engine alone", f"{1e6 / s1_engine.median:,.0f} us"),
         ("raw time per commit (median)", f"{1e6 / raw_commit.median:,.0f} us"),
@@ -446,8 +441,18 @@ def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tup
     return figures, ratios
 
 
-def ratio(a: Figure, b: Figure) -> str:
-    return f"{a.best / b.best:.3f} (best/best)  {a.median / b.median:.3f} (median/median)"
+def paired(a: Figure, b: Figure) -> float:
+    """The median over rounds of ``a / b``, each taken within one round (see :func:`rounds`)."""
+    return statistics.median(x / y for x, y in zip(a.values, b.values, strict=True))
+
+
+def ratio(a: Figure, b: Figure, *, same_rounds: bool = False) -> str:
+    """``a / b`` as best/best and median/median; with ``same_rounds`` (both measured in the
+    same :func:`rounds`) also the median of the rounds' own ratios."""
+    text = f"{a.best / b.best:.3f} (best/best)  {a.median / b.median:.3f} (median/median)"
+    if same_rounds:
+        text += f"  {paired(a, b):.3f} (paired: median of the rounds' ratios)"
+    return text
 
 
 def print_table(figures: list[Figure], ratios: list[tuple[str, str]]) -> None:

@@ -33,8 +33,10 @@ The engines:
   on the file afterwards, are reported.
 
 The raw 1-row-per-commit rate of bare ``sqlite3`` (WAL, ``synchronous=FULL``) is measured in
-the same run. The script prints a table (best and median of ``--repeat`` runs, the ratio
-durable/DBOS of the medians, and each over the raw rate), then writes
+the same run, once at the start of each repeat. The script prints a table (best and median
+of ``--repeat`` runs, the ratio durable/DBOS of the medians, and each over the raw rate; the
+"paired" columns take each repeat's own ratio first, its figures measured within that
+repeat, then the median), then writes
 ``steps_vs_concurrency.png`` (steps/s against concurrency, both engines, log axes) and
 ``steps_vs_concurrency.json`` (every figure, the machine, the command) next to this script.
 
@@ -50,6 +52,7 @@ import os
 import shlex
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -65,8 +68,10 @@ from bench_steps import (
     Workdir,
     choose_directory,
     fmt,
-    measure_raw_commits,
+    paired,
     progress,
+    raw_commit_figure,
+    raw_commits,
     s1_once,
 )
 
@@ -229,8 +234,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(work: Workdir, args: argparse.Namespace) -> dict[str, Any]:
-    progress("raw SQLite ...")
-    raw = measure_raw_commits(work, args.repeat)
+    raw = raw_commit_figure()
     workloads: list[dict[str, Any]] = [{"workload": "s1", "steps": args.steps, "key": "S1"}]
     for c in args.sweep:
         waves = waves_for(c, args.k, args.min_steps)
@@ -240,6 +244,10 @@ def run(work: Workdir, args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, dict[str, list[float]]] = {e: {} for e in args.engines}
     infos: dict[str, list[dict[str, Any]]] = {e: [] for e in args.engines}
     for r in range(args.repeat):
+        # the raw rate once per repeat, a few seconds before that repeat's workloads: each
+        # repeat's figures are also divided by its own raw rate ("paired" below)
+        progress(f"repeat {r + 1}/{args.repeat}: raw SQLite ...")
+        raw.values.append(raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS))
         for workload in workloads:
             order = args.engines if r % 2 == 0 else list(reversed(args.engines))
             for engine in order:
@@ -279,9 +287,13 @@ def summarize(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                 "median": figure.median,
                 "values": figure.values,
                 "x_raw_median": figure.median / raw.median,
+                "x_raw_paired": paired(figure, raw),
             }
         for engine in (e for e in DURABLE if e in row and "dbos" in row):
             row[f"{engine}_over_dbos_median"] = row[engine]["median"] / row["dbos"]["median"]
+            row[f"{engine}_over_dbos_paired"] = statistics.median(
+                d / b for d, b in zip(row[engine]["values"], row["dbos"]["values"], strict=True)
+            )
         rows.append(row)
     infos = out["infos"]
     config: dict[str, Any] = {}
@@ -337,20 +349,25 @@ def print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
     versus = [e for e in DURABLE if e in args.engines] if "dbos" in args.engines else []
     head = f"{'workload (steps/s)':<40}"
     for engine in args.engines:
-        head += f"  {LABELS[engine] + ' best':>18}  {'median':>9}  {'x raw':>6}"
+        head += f"  {LABELS[engine] + ' best':>18}  {'median':>9}  {'x raw':>6}  {'paired':>6}"
     for engine in versus:
-        head += f"  {LABELS[engine].replace('durable ', '') + '/DBOS':>14}"
+        head += f"  {LABELS[engine].replace('durable ', '') + '/DBOS':>14}  {'paired':>6}"
     print(head)
     print("-" * len(head))
     for row in summary["rows"]:
         line = f"{row['workload']:<40}"
         for engine in args.engines:
             fig = row[engine]
-            line += f"  {fmt(fig['best']):>18}  {fmt(fig['median']):>9}  {fig['x_raw_median']:6.2f}"
+            line += f"  {fmt(fig['best']):>18}  {fmt(fig['median']):>9}"
+            line += f"  {fig['x_raw_median']:6.2f}  {fig['x_raw_paired']:6.2f}"
         for engine in versus:
             line += f"  {row[f'{engine}_over_dbos_median']:14.1f}"
+            line += f"  {row[f'{engine}_over_dbos_paired']:6.1f}"
         print(line)
-    print("(x raw: median over the median raw 1-row-per-commit rate; .../DBOS: of medians)")
+    print(
+        "(x raw: median over the median raw 1-row-per-commit rate; .../DBOS: of medians;"
+        " paired: the median of each repeat's own ratio, its figures taken in that repeat)"
+    )
     print()
     for engine, config in summary["config"].items():
         print(f"{LABELS[engine]} configuration:")
