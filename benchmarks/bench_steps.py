@@ -394,10 +394,10 @@ def run(work: Workdir, args: argparse.Namespace) -> tuple[list[Figure], list[tup
     def replay() -> float:
         copy = work.fresh("s3-replay")
         copy_database(master, copy)
-        run = asyncio.run(s3_replay_once(copy, m))
-        s3_steps.values.append(m / run.elapsed)
-        s3_open.values.append(run.opened * 1000)
-        return count / run.elapsed
+        replayed = asyncio.run(s3_replay_once(copy, m))
+        s3_steps.values.append(m / replayed.elapsed)
+        s3_open.values.append(replayed.opened * 1000)
+        return count / replayed.elapsed
 
     rounds(
         repeat,
