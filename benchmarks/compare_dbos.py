@@ -397,18 +397,22 @@ def write_chart(summary: dict[str, Any], args: argparse.Namespace, info: dict[st
     xs = [r["concurrency"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     colors = {"durable": "tab:blue", "durable-process": "tab:green", "dbos": "tab:orange"}
+    # where two durable lines are close, the higher median is labelled above its point and
+    # the lower one below, so the labels do not overlap
+    top = [max((r[e]["median"] for e in args.engines if e in DURABLE), default=0.0) for r in rows]
     for engine in args.engines:
         med = [r[engine]["median"] for r in rows]
         low = [min(r[engine]["values"]) for r in rows]
         high = [max(r[engine]["values"]) for r in rows]
         ax.plot(xs, med, marker="o", color=colors[engine], label=f"{LABELS[engine]} (median)")
         ax.fill_between(xs, low, high, color=colors[engine], alpha=0.15)
-        for x, y in zip(xs, med, strict=True):
+        for x, y, highest in zip(xs, med, top, strict=True):
+            below = engine in DURABLE and y < highest
             ax.annotate(
                 f"{y:,.0f}",
                 (x, y),
                 textcoords="offset points",
-                xytext=(0, 7),
+                xytext=(0, -13 if below else 7),
                 ha="center",
                 fontsize=8,
                 color=colors[engine],
