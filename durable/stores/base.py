@@ -15,7 +15,7 @@ outside event can move it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -249,9 +249,8 @@ class Store(Protocol):
         """The row and every event, in order, read in one consistent snapshot."""
         ...
 
-    def commit(self, checkpoint: Checkpoint) -> Awaitable[None]:
-        """Append the checkpoint durably; awaiting the result returns only once it is
-        committed (an ``async def`` does; so does a method returning a future).
+    async def commit(self, checkpoint: Checkpoint) -> None:
+        """Append the checkpoint durably; returns only once it is committed.
 
         Backends may group many executions' checkpoints in one transaction (group commit).
         Raises ``LeaseLostError`` when the lease or the expected sequence does not match.

@@ -408,27 +408,22 @@ class SQLiteStore:
         """The row and every event in order, read in one transaction."""
         return await self._read(sql.load, execution_id)
 
-    def commit(self, checkpoint: Checkpoint) -> asyncio.Future[None]:
-        """Queue ``checkpoint`` for the next group commit; the future it returns resolves
-        once the checkpoint is durable.
-
-        Not a coroutine: the caller awaits the write's own future, so the hot path of every
-        step makes no coroutine object (each one lived, and was garbage-collector work, for
-        as long as its batch took to commit).
+    async def commit(self, checkpoint: Checkpoint) -> None:
+        """Append ``checkpoint`` in the next group commit; returns once it is durable.
 
         Raises:
-            StoreError: at once, when the store is not open or its writer was stopped.
-
-        The future raises:
             LeaseLostError: the lease or the expected sequence does not match.
             StoreError: the transaction failed (every checkpoint in it failed too; nothing
                 of it was written), or the writer process died before it answered (the
                 checkpoint may then have been committed, as with any write whose caller
                 is cancelled while it waits).
         """
-        if sql.is_plain(checkpoint):  # the hot path: written without a savepoint
-            return self._submit(checkpoint)
-        return self._submit(functools.partial(sql.commit, cp=checkpoint), (proc.COMMIT, checkpoint))
+        if sql.is_plain(checkpoint):  # the hot path: awaits its future with no coroutine between
+            await self._submit(checkpoint)
+        else:
+            await self._write(
+                functools.partial(sql.commit, cp=checkpoint), (proc.COMMIT, checkpoint)
+            )
 
     async def claim(
         self,

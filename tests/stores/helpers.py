@@ -37,13 +37,6 @@ def send_first_checkpoints(store: SQLiteStore, leases: list[Lease]) -> list[asyn
     ]
 
 
-async def commit_in_turn(store: SQLiteStore, checkpoint: Checkpoint) -> None:
-    """``store.commit`` in a coroutine: passed to ``asyncio.gather`` with other writes, its
-    write is queued when its task starts, in its turn among theirs (``SQLiteStore.commit``
-    itself queues its write when it is called)."""
-    await store.commit(checkpoint)
-
-
 async def assert_next_seq(store: SQLiteStore, leases: list[Lease], next_seq: int) -> None:
     """Every leased execution has ``next_seq`` events."""
     for lease in leases:

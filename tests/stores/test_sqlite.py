@@ -37,7 +37,6 @@ from durable.types import ErrorInfo
 from tests.stores.helpers import (
     OWNER,
     assert_next_seq,
-    commit_in_turn,
     lease_many,
     make_row,
     send_first_checkpoints,
@@ -447,25 +446,23 @@ async def test_refused_stops_and_children_fail_only_their_own_write_in_a_batch(
     batches_before = store._batches
     outcomes = await asyncio.gather(
         store.stop("ghost", now=2.0, error=error, event=b"stop"),
-        commit_in_turn(
-            store,
+        store.commit(
             Checkpoint(
                 leases[0], 2, [b"a"], now=2.0, callbacks=[NewCallback("cb-0", "o", 2.0)],
                 children=[child("k0", "cb-0", ids[0])],
             )
         ),
-        commit_in_turn(
-            store,
+        store.commit(
             Checkpoint(
                 leases[1], 2, [b"a"], now=2.0, callbacks=[NewCallback("cb-1", "o", 2.0)],
                 children=[child("k1", "cb-1", ids[1]), child("bad", "cb-0", ids[1])],
             )
         ),
         store.stop(ids[2], now=2.0, error=error, event=b"stop"),
-        commit_in_turn(store, Checkpoint(leases[2], 2, [b"a"], now=2.0)),
+        store.commit(Checkpoint(leases[2], 2, [b"a"], now=2.0)),
         store.stop(ids[3], now=2.0, error=error, event=b"stop"),
         store.stop(ids[3], now=2.0, error=error, event=b"stop"),
-        commit_in_turn(store, Checkpoint(leases[4], 2, [b"a"], now=2.0)),
+        store.commit(Checkpoint(leases[4], 2, [b"a"], now=2.0)),
         return_exceptions=True,
     )  # fmt: skip
     assert store._batches - batches_before == 1
@@ -515,11 +512,11 @@ async def test_callback_errors_fail_only_their_own_write_in_a_batch(store: SQLit
     batches_before = store._batches
     outcomes = await asyncio.gather(
         store.complete_callback("ghost", status=SUCCEEDED, result=None, error=None, now=10.0),
-        *(commit_in_turn(store, Checkpoint(lease, 2, [b"a"], now=10.0)) for lease in leases[1:15]),
+        *(store.commit(Checkpoint(lease, 2, [b"a"], now=10.0)) for lease in leases[1:15]),
         store.complete_callback("done", status=SUCCEEDED, result=None, error=None, now=10.0),
         store.complete_callback("expired", status=SUCCEEDED, result=None, error=None, now=10.0),
         store.heartbeat_callback("ghost", now=10.0),
-        *(commit_in_turn(store, Checkpoint(lease, 2, [b"a"], now=10.0)) for lease in leases[15:]),
+        *(store.commit(Checkpoint(lease, 2, [b"a"], now=10.0)) for lease in leases[15:]),
         store.heartbeat_callback("ok", now=10.0),
         return_exceptions=True,
     )
@@ -724,10 +721,10 @@ async def test_purge_shares_a_batch_and_a_refused_write_keeps_it(store: SQLiteSt
         await store.commit(Checkpoint(lease, 2, [b"end"], now=5.0, finish=Finish("SUCCEEDED")))
     batches_before = store._batches
     outcomes = await asyncio.gather(
-        commit_in_turn(store, Checkpoint(leases[2], 2, [b"a"], now=6.0)),
-        commit_in_turn(store, Checkpoint(leases[3], 9, [b"bad"], now=6.0)),  # wrong sequence
+        store.commit(Checkpoint(leases[2], 2, [b"a"], now=6.0)),
+        store.commit(Checkpoint(leases[3], 9, [b"bad"], now=6.0)),  # wrong sequence
         store.purge(finished_before=10.0),
-        commit_in_turn(store, Checkpoint(leases[0], 3, [b"late"], now=6.0)),  # ended: lease is gone
+        store.commit(Checkpoint(leases[0], 3, [b"late"], now=6.0)),  # ended: lease is gone
         return_exceptions=True,
     )
     assert store._batches - batches_before == 1
