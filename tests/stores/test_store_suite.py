@@ -1558,6 +1558,8 @@ async def test_close_is_idempotent_and_closed_store_refuses(store: Store) -> Non
         await store.create_execution(make_row("b"), [])
     with pytest.raises(StoreError, match="not open"):
         await store.purge(finished_before=1e12)
+    with pytest.raises(StoreError, match="not open"):
+        await store.commit(Checkpoint(Lease("a", "w", 1), 1, [b"x"], now=1.0))
     await store.open()
     assert await store.get_execution("a") is not None
 
