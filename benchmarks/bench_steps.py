@@ -135,13 +135,15 @@ def rounds(repeat: int, plan: list[tuple[Figure, Callable[[], float]]], what: st
 
     A figure and the raw rate it is divided by are then taken seconds apart, in every round:
     a drift of the machine (another job's fsyncs, a noisy neighbour) hits both, and
-    :func:`paired` can compare them round by round. The order rotates from round to round,
-    so no figure always runs right after the same other one.
+    :func:`paired` can compare them round by round. The order rotates from round to round
+    and every other round runs backwards, so a figure neither always runs at the same place
+    in the round nor always right after the same other one.
     """
     for r in range(repeat):
         progress(f"{what}: round {r + 1} of {repeat} ...")
         shift = r % len(plan)
-        for figure, once in plan[shift:] + plan[:shift]:
+        order = plan[shift:] + plan[:shift]
+        for figure, once in reversed(order) if r % 2 else order:
             figure.values.append(once())
 
 

@@ -33,10 +33,11 @@ The engines:
   on the file afterwards, are reported.
 
 The raw 1-row-per-commit rate of bare ``sqlite3`` (WAL, ``synchronous=FULL``) is measured in
-the same run, once at the start of each repeat. The script prints a table (best and median
-of ``--repeat`` runs, the ratio durable/DBOS of the medians, and each over the raw rate; the
-"paired" columns take each repeat's own ratio first, its figures measured within that
-repeat, then the median), then writes
+the same run, right before each workload in each repeat. The script prints a table (best and
+median of ``--repeat`` runs, the ratio durable/DBOS of the medians, and each over the raw
+rate; the "paired" columns take each repeat's own ratio first, a workload's figures over
+the raw rate taken right before them, durable over DBOS within the repeat, then the
+median), then writes
 ``steps_vs_concurrency.png`` (steps/s against concurrency, both engines, log axes) and
 ``steps_vs_concurrency.json`` (every figure, the machine, the command) next to this script.
 
@@ -243,21 +244,30 @@ def run(work: Workdir, args: argparse.Namespace) -> dict[str, Any]:
         )
     values: dict[str, dict[str, list[float]]] = {e: {} for e in args.engines}
     infos: dict[str, list[dict[str, Any]]] = {e: [] for e in args.engines}
+    raw_before: dict[str, list[float]] = {w["key"]: [] for w in workloads}
     for r in range(args.repeat):
-        # the raw rate once per repeat, a few seconds before that repeat's workloads: each
-        # repeat's figures are also divided by its own raw rate ("paired" below)
-        progress(f"repeat {r + 1}/{args.repeat}: raw SQLite ...")
-        raw.values.append(raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS))
         for workload in workloads:
+            key = workload["key"]
+            # the raw rate right before each workload's runs (under half a second): each
+            # repeat's figures are also divided by the raw rate taken with them ("paired")
+            progress(f"repeat {r + 1}/{args.repeat}: raw SQLite before {key} ...")
+            rate = raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS)
+            raw.values.append(rate)
+            raw_before[key].append(rate)
             order = args.engines if r % 2 == 0 else list(reversed(args.engines))
             for engine in order:
-                key = workload["key"]
                 progress(f"repeat {r + 1}/{args.repeat}: {LABELS[engine]} {key} ...")
                 spec = dict(workload, engine=engine, db=str(work.fresh(f"{engine}-{key}")))
                 out = run_child(spec)
                 values[engine].setdefault(key, []).append(out.pop("value"))
                 infos[engine].append(out)
-    return {"raw": raw, "workloads": workloads, "values": values, "infos": infos}
+    return {
+        "raw": raw,
+        "raw_before": raw_before,
+        "workloads": workloads,
+        "values": values,
+        "infos": infos,
+    }
 
 
 def describe(workload: dict[str, Any]) -> str:
@@ -287,7 +297,7 @@ def summarize(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                 "median": figure.median,
                 "values": figure.values,
                 "x_raw_median": figure.median / raw.median,
-                "x_raw_paired": paired(figure, raw),
+                "x_raw_paired": paired(figure, Figure(key, "commits/s", out["raw_before"][key])),
             }
         for engine in (e for e in DURABLE if e in row and "dbos" in row):
             row[f"{engine}_over_dbos_median"] = row[engine]["median"] / row["dbos"]["median"]
@@ -364,9 +374,10 @@ def print_summary(summary: dict[str, Any], args: argparse.Namespace) -> None:
             line += f"  {row[f'{engine}_over_dbos_median']:14.1f}"
             line += f"  {row[f'{engine}_over_dbos_paired']:6.1f}"
         print(line)
+    versus_note = "; .../DBOS: of medians" if versus else ""
     print(
-        "(x raw: median over the median raw 1-row-per-commit rate; .../DBOS: of medians;"
-        " paired: the median of each repeat's own ratio, its figures taken in that repeat)"
+        f"(x raw: median over the median raw 1-row-per-commit rate{versus_note}; paired: the"
+        " median of each repeat's own ratio, the raw rate taken right before that workload)"
     )
     print()
     for engine, config in summary["config"].items():
@@ -397,8 +408,8 @@ def write_chart(summary: dict[str, Any], args: argparse.Namespace, info: dict[st
     xs = [r["concurrency"] for r in rows]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     colors = {"durable": "tab:blue", "durable-process": "tab:green", "dbos": "tab:orange"}
-    # where two durable lines are close, the higher median is labelled above its point and
-    # the lower one below, so the labels do not overlap
+    # at each point the higher of the two durable medians is labelled above it and the
+    # lower one below, so that close lines do not put their labels on top of each other
     top = [max((r[e]["median"] for e in args.engines if e in DURABLE), default=0.0) for r in rows]
     for engine in args.engines:
         med = [r[engine]["median"] for r in rows]
@@ -489,6 +500,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not args.engines or set(args.engines) - set(ENGINES):
         parser.error(f"--engines: a subset of {','.join(ENGINES)}")
+    if len(set(args.engines)) != len(args.engines):
+        parser.error("--engines: each engine at most once")
     return args
 
 
