@@ -126,6 +126,8 @@ def parse_sweep(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("concurrencies must be integers of at least 1")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a concurrency named twice: {text!r}")
     return values
 
 

@@ -135,13 +135,13 @@ def rounds(repeat: int, plan: list[tuple[Figure, Callable[[], float]]], what: st
 
     A figure and the raw rate it is divided by are then taken seconds apart, in every round:
     a drift of the machine (another job's fsyncs, a noisy neighbour) hits both, and
-    :func:`paired` can compare them round by round. The order rotates from round to round
-    and every other round runs backwards, so a figure neither always runs at the same place
-    in the round nor always right after the same other one.
+    :func:`paired` can compare them round by round. The order rotates every two rounds, and
+    each rotation runs once forwards and once backwards, so a figure neither always runs at
+    the same place in the round nor always right after the same other one.
     """
     for r in range(repeat):
         progress(f"{what}: round {r + 1} of {repeat} ...")
-        shift = r % len(plan)
+        shift = (r // 2) % len(plan)  # each rotation once forwards, once backwards
         order = plan[shift:] + plan[:shift]
         for figure, once in reversed(order) if r % 2 else order:
             figure.values.append(once())

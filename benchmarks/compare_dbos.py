@@ -248,7 +248,7 @@ def run(work: Workdir, args: argparse.Namespace) -> dict[str, Any]:
     for r in range(args.repeat):
         for workload in workloads:
             key = workload["key"]
-            # the raw rate right before each workload's runs (under half a second): each
+            # the raw rate right before each workload's runs (about half a second): each
             # repeat's figures are also divided by the raw rate taken with them ("paired")
             progress(f"repeat {r + 1}/{args.repeat}: raw SQLite before {key} ...")
             rate = raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS)
@@ -290,6 +290,7 @@ def summarize(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             row["steps"] = workload["concurrency"] * workload["k"] * workload["waves"]
         else:
             row["steps"] = workload["steps"]
+        row["raw_before"] = out["raw_before"][key]  # the raw rate taken before each repeat's runs
         for engine in args.engines:
             figure = Figure(key, "steps/s", out["values"][engine][key])
             row[engine] = {
