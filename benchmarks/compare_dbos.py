@@ -53,7 +53,6 @@ import os
 import shlex
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import time
@@ -302,8 +301,9 @@ def summarize(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             }
         for engine in (e for e in DURABLE if e in row and "dbos" in row):
             row[f"{engine}_over_dbos_median"] = row[engine]["median"] / row["dbos"]["median"]
-            row[f"{engine}_over_dbos_paired"] = statistics.median(
-                d / b for d, b in zip(row[engine]["values"], row["dbos"]["values"], strict=True)
+            row[f"{engine}_over_dbos_paired"] = paired(
+                Figure(key, "steps/s", row[engine]["values"]),
+                Figure(key, "steps/s", row["dbos"]["values"]),
             )
         rows.append(row)
     infos = out["infos"]
