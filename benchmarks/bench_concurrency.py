@@ -182,6 +182,12 @@ def run(
         sustained = run_sustained(work, args)
         figures += sustained
         ratios += [(f"{f.name} / raw commits/s", ratio(f, raw_commit)) for f in sustained]
+        for writer, (ordered, random) in (
+            ("default writer", sustained[0:2]),
+            ("writer process", sustained[2:4]),
+        ):
+            text = ratio(ordered, random, same_rounds=True)
+            ratios.append((f"sustained, {writer}: engine ids / random ids", text))
     sweep: list[SweepPoint] = []
     for c in args.sweep or []:
         waves = waves_for(c, k, args.min_steps)
@@ -199,22 +205,22 @@ def run(
 
 def run_sustained(work: Workdir, args: argparse.Namespace) -> list[Figure]:
     """S2 again, ``--sustained`` waves into one database: engine ids and random ids, on each
-    writer; the four alternate within each repeat, so a drift of the machine hits all."""
-    repeat, n, k, waves = args.repeat, args.n, args.k, args.sustained
-    configs = [
-        (store, random_ids, f"sustained: {waves} waves, {writer}, {ids}")
+    writer; the four in rounds (``bench_steps.rounds``), so a drift of the machine hits all."""
+    n, k, waves = args.n, args.k, args.sustained
+    plan = [
+        (
+            Figure(f"sustained: {waves} waves, {writer}, {ids}", "steps/s"),
+            lambda store=store, random_ids=random_ids: asyncio.run(
+                concurrent_once(
+                    work.fresh("sustained"), n, k, waves, store=store, random_ids=random_ids
+                )
+            ),
+        )
         for store, writer in (("thread", "default writer"), ("process", "writer process"))
         for random_ids, ids in ((False, "engine ids (UUIDv7)"), (True, "random ids (UUIDv4)"))
     ]
-    values: dict[str, list[float]] = {name: [] for _, _, name in configs}
-    for i in range(repeat):
-        progress(f"sustained: {waves} waves x 4 ({i + 1} of {repeat}) ...")
-        for store, random_ids, name in configs:
-            path = work.fresh("sustained")
-            values[name].append(
-                asyncio.run(concurrent_once(path, n, k, waves, store=store, random_ids=random_ids))
-            )
-    return [Figure(name, "steps/s", values[name]) for _, _, name in configs]
+    rounds(args.repeat, plan, f"sustained: {waves} waves x 4")
+    return [figure for figure, _ in plan]
 
 
 def print_sweep(sweep: list[SweepPoint], raw_commit: Figure) -> None:
