@@ -160,10 +160,8 @@ class InvocationBase:
     def abandon(self) -> None:
         """The execution was stopped elsewhere: end this invocation, writing nothing more."""
         self.ended = True
-        if self.scope is not None:
+        if self.scope is not None:  # (only the worker's invocations are ever abandoned)
             self.scope.cancel()
-        elif self._tg is not None:  # an invocation run outside a worker
-            self._tg.cancel_scope.cancel()
 
     def _wake(self) -> None:
         if self._arrived is not None:
