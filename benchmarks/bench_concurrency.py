@@ -69,7 +69,7 @@ DEFAULT_CONCURRENCY = 100  # the Engine's default
 DEFAULT_SWEEP = (1, 10, 50, 100, 200, 500)
 
 
-def make_engine(path: Path, concurrency: int, *, store: str = "thread") -> Engine:
+def make_engine(path: Path, concurrency: int, *, store: str = "default") -> Engine:
     """The engine's defaults, with a worker that admits ``concurrency`` invocations at once
     (on another store when asked: see ``bench_steps.store_for``)."""
     engine = Engine(
@@ -106,7 +106,7 @@ async def concurrent_once(
     steps: int,
     waves: int = 1,
     *,
-    store: str = "thread",
+    store: str = "default",
     random_ids: bool = False,
 ) -> float:
     """Steps/s of ``waves`` waves of ``concurrency`` executions x ``steps`` steps."""

@@ -261,16 +261,19 @@ def raw_read_decode(path: Path) -> float:
 
 
 def store_for(path: Path, store: str) -> Store | None:
-    """``"thread"``: ``None`` (the engine's default store); ``"process"``: the SQLite store
-    with its writer process; ``"memory"``: a :class:`MemoryStore` (nothing durable)."""
+    """``"default"``: ``None`` (the engine's default store, ``writer="auto"``);
+    ``"thread"`` and ``"process"``: the SQLite store with that writer; ``"memory"``: a
+    :class:`MemoryStore` (nothing durable)."""
     if store == "memory":
         return MemoryStore()
-    if store == "process":
-        return SQLiteStore(path, writer="process")
+    if store in ("thread", "process"):
+        return SQLiteStore(path, writer=store)
+    if store != "default":
+        raise ValueError(f"unknown store {store!r}")
     return None
 
 
-async def s1_once(path: Path, steps: int, *, store: str = "thread") -> float:
+async def s1_once(path: Path, steps: int, *, store: str = "default") -> float:
     """Steps/s of one workflow, ``start()`` to result, on the engine's default store.
 
     ``store`` picks another one (see :func:`store_for`): ``"memory"`` is the engine alone,

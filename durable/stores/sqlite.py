@@ -17,18 +17,21 @@ in it. A write that must keep its changes and still fail (a callback found expir
 Every statement of a batch runs in one synchronous function on the connection's thread
 (see ``SQLiteStore._on_thread``), so a batch costs a single thread hop however many rows it writes.
 
-With ``writer="process"`` the same task sends batches of checkpoints and new executions to
-a child process instead (:mod:`durable.stores._sqlite_process`), which commits them on
-another core while the event loop works; the thread writes only while that process is idle,
-so the two connections never write at once.
+With a writer process (``writer="process"``, or ``"auto"``, the default, once a batch shows
+many executions checkpointing at once) the same task sends batches of checkpoints and new
+executions to a child process instead (:mod:`durable.stores._sqlite_process`), which
+commits them on another core while the event loop works; the thread writes only while that
+process is idle, so the two connections never write at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -60,7 +63,18 @@ PROCESS_MIN = 16
 """Fewer writes than this, with no batch in flight, go to the thread even with a writer
 process: one round trip through a pipe costs more than the GIL it would spare."""
 
-_WRITERS = ("thread", "process")
+AUTO_START = PROCESS_BATCH
+"""With ``writer="auto"``, the first batch of at least this many writes starts the writer
+process (in the background: the thread goes on writing until the process is ready)."""
+
+_WRITERS = ("auto", "thread", "process")
+
+
+def can_spawn_writer() -> bool:
+    """Whether a writer process can be started here: a POSIX system, and a Python that
+    ``sys.executable`` can start again with ``-c`` (not a frozen application, where it
+    would start the application itself)."""
+    return os.name == "posix" and bool(sys.executable) and not getattr(sys, "frozen", False)
 
 
 class SQLiteStore:
@@ -73,13 +87,18 @@ class SQLiteStore:
             lose the last commits on power loss.
         busy_timeout: seconds to wait for another process's write lock before a write
             fails with ``StoreError("database is locked: ...")``.
-        writer: ``"thread"`` (default): every batch runs on aiosqlite's thread.
-            ``"process"``: checkpoints and new executions are committed by a child process
-            on another core (:mod:`durable.stores._sqlite_process`), pipelined with the
-            event loop; other writes, and fewer than :data:`PROCESS_MIN` writes while
-            nothing is in flight, still run on the thread. Worth it with many executions
-            checkpointing at once on a multi-core machine; it costs a Python process
-            (about 20 MB) and a fraction of a second at :meth:`open`. POSIX only.
+        writer: ``"auto"`` (default): the thread, until a batch of at least
+            :data:`AUTO_START` writes shows many executions checkpointing at once; then
+            the store starts its writer process in the background and uses it from the
+            moment it is ready (if it cannot start, the thread goes on; on systems where
+            it cannot run, see :func:`can_spawn_writer`, it is never tried).
+            ``"thread"``: every batch runs on aiosqlite's thread.
+            ``"process"``: the writer process from :meth:`open` on. It commits checkpoints
+            and new executions on another core (:mod:`durable.stores._sqlite_process`),
+            pipelined with the event loop; other writes, and fewer than
+            :data:`PROCESS_MIN` writes while nothing is in flight, still run on the
+            thread. It costs a Python process (about 20 MB) and about 70 ms to start.
+            POSIX only.
 
     Example::
 
@@ -102,7 +121,7 @@ class SQLiteStore:
         *,
         synchronous: str = "FULL",
         busy_timeout: float = 5.0,
-        writer: str = "thread",
+        writer: str = "auto",
     ) -> None:
         if synchronous.upper() not in wsql.SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {wsql.SYNCHRONOUS}, not {synchronous!r}")
@@ -123,6 +142,12 @@ class SQLiteStore:
         self._writer_mode = writer
         self._process: ProcessWriter | None = None
         self._process_min = PROCESS_MIN  # tests set 1 to send every write to the process
+        self._auto_start = AUTO_START  # tests set 1 to start the process at the first write
+        self._auto = writer == "auto"  # the process may still be started by a batch
+        self._starting: asyncio.Task[None] | None = None  # the auto mode's start, under way
+        self.writer_error: str | None = None
+        """Why ``writer="auto"`` found no writer process to start (it then keeps the
+        thread), or ``None``."""
         self._stopped = False  # the writer task was cancelled: writes are refused
         self._row_reads: list[tuple[str, asyncio.Future[ExecutionRow | None]]] | None = None
         self._row_tasks: set[asyncio.Task[None]] = set()
@@ -193,6 +218,9 @@ class SQLiteStore:
             raise
         self._reader, self._writer, self._process = reader, writer, process
         self._stopped = False
+        self._auto = self._writer_mode == "auto" and can_spawn_writer()
+        if self._writer_mode == "auto" and not self._auto:
+            self.writer_error = "a writer process cannot be started on this system"
         self._loop = asyncio.get_running_loop()
         self._queue = WriteQueue(self._loop)
         self._writer_task = self._loop.create_task(
@@ -211,6 +239,11 @@ class SQLiteStore:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
         finally:
+            starting, self._starting = self._starting, None
+            if starting is not None:  # a start under way leaves no process behind
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
             process, self._process = self._process, None
             if process is not None:
                 await process.close()
@@ -250,6 +283,12 @@ class SQLiteStore:
 
     async def _write_batch(self, conn: aiosqlite.Connection, writes: list[Write]) -> None:
         process = await self._live_process()
+        if process is None and self._auto and len(writes) >= self._auto_start:
+            self._auto = False  # one start, whatever comes of it
+            loop = asyncio.get_running_loop()
+            self._starting = loop.create_task(
+                self._start_process(), name=f"durable-sqlite-writer-start {self.path}"
+            )
         if process is not None and writes:
             writes = await self._send(process, writes)  # the ones it cannot take
         if writes:
@@ -276,6 +315,22 @@ class SQLiteStore:
             return None
         self._process = fresh
         return fresh
+
+    async def _start_process(self) -> None:
+        """``writer="auto"``: start the writer process; the batches after it is ready go
+        there. Until then, and for good if it cannot start, the thread writes them."""
+        fresh = ProcessWriter(self.path, self._synchronous, self._busy_timeout)
+        try:
+            await fresh.start()
+        except Exception as exc:  # StoreError, or an OSError the spawn did not expect
+            self.writer_error = str(exc)
+            return
+        finally:
+            self._starting = None
+        if self._writer_task is None:  # closed meanwhile
+            await fresh.close()
+            return
+        self._process = fresh
 
     async def _send(self, process: ProcessWriter, writes: list[Write]) -> list[Write]:
         """Send ``writes`` to the writer process in batches of :data:`PROCESS_BATCH`; returns

@@ -6,7 +6,9 @@ send CALLBACK_ID JSON) [--skew S]``
 Steps append lines to the MARKS file (fsynced) so the test can see, from outside, what ran
 and how often. ``--skew S`` runs the process S seconds in the future: the restarted worker
 finds its timers due without anybody sleeping on wall time. ``CRASH_APP_WRITER=process``
-runs the store with its writer process.
+runs the store with its writer process from the start; ``CRASH_APP_WRITER=auto`` with the
+default writer, made to start its process at the first write (so the thread writes until
+the process is ready, then the process).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def build(db: str, marks: str, skew: float) -> Engine:
     writer = os.environ.get("CRASH_APP_WRITER", "thread")
     store = SQLiteStore(db, writer=writer)
     store._process_min = 1  # with the process: every checkpoint it can take, even alone
+    store._auto_start = 1  # "auto": the first write starts the process
     engine = Engine(db, clock=SkewedClock(skew), poll_interval=0.05, store=store)
 
     def mark(text: str) -> None:

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True, params=["thread", "process"])
+@pytest.fixture(autouse=True, params=["thread", "process", "auto"])
 def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every crash test with the store's writer thread, then with its writer process."""
+    """Every crash test with the store's writer thread, with its writer process, and with
+    the default writer switching from the one to the other mid-workflow."""
     monkeypatch.setenv("CRASH_APP_WRITER", request.param)
     return str(request.param)
 
@@ -165,12 +166,22 @@ def wait_until_exited(pids: list[int], limit: float = 30) -> None:
         time.sleep(0.02)
 
 
+def wait_for_children(pid: int, count: int, limit: float = 30) -> None:
+    """Wait (polling /proc, not a timer) until ``pid`` has ``count`` child processes."""
+    end = time.monotonic() + limit
+    while len(children_of(pid)) != count:
+        assert time.monotonic() < end, f"{pid} never had {count} child process(es)"
+        time.sleep(0.02)
+
+
 async def test_the_writer_process_ends_with_a_killed_engine(tmp_path: Path, writer: str) -> None:
     db, marks = tmp_path / "w.db", tmp_path / "marks"
     worker = spawn(db, marks, "run", "mid_step", "e5", "AT_LEAST_ONCE_PER_RETRY", hang="second")
     wait_for_mark(marks, "second started", worker)
+    if writer == "auto":  # started in the background at the first write: wait for it
+        wait_for_children(worker.pid, 1)
     children = children_of(worker.pid)
-    assert len(children) == (1 if writer == "process" else 0)
+    assert len(children) == (0 if writer == "thread" else 1)
     kill(worker)
     wait_until_exited(children)
     restarted = spawn(db, marks, "resume", "e5")

@@ -1,0 +1,207 @@
+"""The SQLite store's default writer, ``"auto"``: the thread, until a batch shows many
+executions checkpointing at once; then the writer process, started in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from durable.stores import Checkpoint, SQLiteStore, open_store
+from durable.stores import _sqlite_process as sp
+from durable.stores._sqlite_process import ProcessWriter
+from durable.stores.sqlite import AUTO_START, can_spawn_writer
+from tests.stores.helpers import assert_next_seq, lease_many, send_first_checkpoints
+
+SPAWN = "durable.stores._sqlite_process.asyncio.create_subprocess_exec"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    backend = SQLiteStore(tmp_path / "t.db")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+def reaped(pid: int) -> bool:
+    """True when ``pid`` is no child of ours any more: it exited and was waited for."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+async def started(store: SQLiteStore) -> None:
+    """Wait for the start under way, if any, to finish."""
+    if store._starting is not None:
+        await asyncio.shield(store._starting)
+
+
+def count_spawns(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the writer processes the store tries to start (and start them)."""
+    calls: list[int] = []
+    real = asyncio.create_subprocess_exec
+
+    async def spawn(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        calls.append(1)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(SPAWN, spawn)
+    return calls
+
+
+def test_auto_is_the_default_and_the_url_accepts_every_writer(tmp_path: Path) -> None:
+    assert SQLiteStore(tmp_path / "t.db")._writer_mode == "auto"
+    for writer in ("auto", "thread", "process"):
+        store = open_store(f"sqlite:///{tmp_path}/t.db?writer={writer}")
+        assert isinstance(store, SQLiteStore)
+        assert store._writer_mode == writer
+
+
+async def test_a_few_executions_at_a_time_start_no_process(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawns = count_spawns(monkeypatch)
+    leases = await lease_many(store, AUTO_START - 1)  # one batch of creations, one short
+    await asyncio.gather(*send_first_checkpoints(store, leases))
+    for lease in leases:  # one at a time, as one sequential workflow writes
+        await store.commit(Checkpoint(lease, 3, [b"b"], now=2.0))
+    assert (store._starting, store._process, spawns) == (None, None, [])
+    await assert_next_seq(store, leases, 3)
+
+
+async def test_a_large_batch_starts_the_process_and_the_next_batches_go_there(
+    store: SQLiteStore,
+) -> None:
+    leases = await lease_many(store, 300)  # 300 creations in one batch
+    await started(store)
+    process = store._process
+    assert process is not None
+    assert process.pid is not None
+    await asyncio.gather(*send_first_checkpoints(store, leases))
+    assert 3 <= process.batches < 10  # batches of at most 128, not 300
+    await assert_next_seq(store, leases, 2)
+    for lease in leases[:3]:
+        loaded = await store.load(lease.execution_id)
+        assert loaded is not None
+        assert loaded[1] == [b"start", b"a"]
+    pid = process.pid
+    await store.close()
+    assert reaped(pid)
+
+
+async def test_writes_go_on_on_the_thread_while_the_process_starts(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ready = asyncio.Event()
+    real_read = ProcessWriter._read
+
+    async def read(self: ProcessWriter) -> bytes | None:
+        if self._replies is None:  # the start's "ready" answer: hold it back
+            await ready.wait()
+        return await real_read(self)
+
+    monkeypatch.setattr(ProcessWriter, "_read", read)
+    leases = await lease_many(store, 200)
+    assert store._starting is not None
+    assert store._process is None
+    thread_batches = store._thread_batches
+    await asyncio.gather(*send_first_checkpoints(store, leases))  # not held up by the start
+    assert store._thread_batches == thread_batches + 1
+    await assert_next_seq(store, leases, 2)
+    ready.set()
+    await started(store)
+    assert store._process is not None
+    await asyncio.gather(*(store.commit(Checkpoint(lease, 3, [b"b"], now=2.0)) for lease in leases))
+    assert store._process.batches == 2  # 200 checkpoints: 128 + 72
+    assert store._thread_batches == thread_batches + 1
+    await assert_next_seq(store, leases, 3)
+
+
+async def test_close_while_the_process_starts_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned: asyncio.Queue[int] = asyncio.Queue()
+    real_read = ProcessWriter._read
+
+    async def read(self: ProcessWriter) -> bytes | None:
+        if self.pid is not None and self._replies is None:
+            spawned.put_nowait(self.pid)  # started, not yet ready: close the store now
+            await asyncio.Event().wait()
+        return await real_read(self)
+
+    monkeypatch.setattr(ProcessWriter, "_read", read)
+    monkeypatch.setattr(sp, "_START_TIMEOUT", 3600.0)  # close() cancels it, never waits it out
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.open()
+    leases = await lease_many(store, AUTO_START)
+    pid = await spawned.get()
+    pending = send_first_checkpoints(store, leases)
+    await asyncio.sleep(0)  # they are queued
+    await store.close()
+    await asyncio.gather(*pending)  # queued before close(): committed by the thread
+    assert reaped(pid)
+    assert (store._starting, store._process) == (None, None)
+    await store.open()
+    try:
+        await assert_next_seq(store, leases, 2)
+    finally:
+        await store.close()
+
+
+async def test_a_process_that_cannot_start_leaves_the_thread_for_good(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    async def no_processes(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(SPAWN, no_processes)
+    leases = await lease_many(store, 200)
+    await started(store)
+    assert store._process is None
+    assert store.writer_error is not None
+    assert "writer process did not start" in store.writer_error
+    assert "Resource temporarily unavailable" in store.writer_error
+    await asyncio.gather(*send_first_checkpoints(store, leases))  # the thread writes them
+    await assert_next_seq(store, leases, 2)
+    assert calls == [1]  # tried once, not at every large batch
+
+
+async def test_a_frozen_application_never_starts_one(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    spawns = count_spawns(monkeypatch)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert not can_spawn_writer()
+    frozen = SQLiteStore(tmp_path / "frozen.db")
+    await frozen.open()
+    try:
+        assert frozen.writer_error == "a writer process cannot be started on this system"
+        leases = await lease_many(frozen, 200)
+        await asyncio.gather(*send_first_checkpoints(frozen, leases))
+        await assert_next_seq(frozen, leases, 2)
+        assert (frozen._starting, frozen._process, spawns) == (None, None, [])
+    finally:
+        await frozen.close()
+    assert store.writer_error is None  # opened before: it may still start one
+
+
+def test_only_posix_systems_with_a_python_to_start_can_spawn_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert can_spawn_writer()
+    monkeypatch.setattr(sys, "executable", "")  # an embedded interpreter
+    assert not can_spawn_writer()
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "name", "nt")
+    assert not can_spawn_writer()
