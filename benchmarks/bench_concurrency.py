@@ -19,6 +19,11 @@ What it measures (every database is a fresh file with the engine's defaults, WAL
   the ``n * k`` steps; every step is checkpointed before its workflow moves on, and the
   execution's creation and its final commit are inside the timing too. Group commit lets the
   executions share fsyncs, so S2 can beat the raw rate by a wide margin.
+* **the writers**: S2 runs on the store's defaults (``writer="auto"``: the first batch of
+  500 creations starts the writer process in the background, inside the timing, and the
+  thread writes until it is ready), and again with ``writer="thread"`` (the thread only, the
+  default before) and ``writer="process"`` (the process started by ``open()``, before the
+  timing).
 * **engine alone**: the S2 workload on a ``MemoryStore`` (no SQLite, nothing durable): the
   ceiling of any store under this engine, and how much of S2's time is the store's.
 * **sweep** (``--sweep C1,C2,...``): the same workload at each concurrency ``C``: waves of
@@ -145,14 +150,19 @@ def run(
     repeat, n, k = args.repeat, args.n, args.k
 
     raw_commit = raw_commit_figure()
-    s2 = Figure(f"S2: {n:,} concurrent executions x {k} steps", "steps/s")
-    s2_process = Figure('S2 with the writer process (writer="process")', "steps/s")
+    s2 = Figure(f"S2: {n:,} concurrent executions x {k} steps (defaults)", "steps/s")
+    s2_thread = Figure('S2 with the writer thread only (writer="thread")', "steps/s")
+    s2_process = Figure('S2 with the writer process from open() (writer="process")', "steps/s")
     engine_alone = Figure("S2 engine alone: on MemoryStore, not durable", "steps/s")
     rounds(
         repeat,
         [
             (raw_commit, lambda: raw_commits(work.fresh("raw-commit"), RAW_COMMIT_ROWS)),
             (s2, lambda: asyncio.run(concurrent_once(work.fresh("s2"), n, k))),
+            (
+                s2_thread,
+                lambda: asyncio.run(concurrent_once(work.fresh("s2-thread"), n, k, store="thread")),
+            ),
             (
                 s2_process,
                 lambda: asyncio.run(
@@ -166,9 +176,13 @@ def run(
         ],
         f"raw and S2 ({n:,} executions x {k} steps)",
     )
-    figures = [raw_commit, s2, s2_process, engine_alone]
+    figures = [raw_commit, s2, s2_thread, s2_process, engine_alone]
     ratios = [
         ("S2 steps/s / raw commits/s", ratio(s2, raw_commit, same_rounds=True)),
+        (
+            "S2 writer thread steps/s / raw commits/s",
+            ratio(s2_thread, raw_commit, same_rounds=True),
+        ),
         (
             "S2 writer process steps/s / raw commits/s",
             ratio(s2_process, raw_commit, same_rounds=True),
@@ -183,7 +197,7 @@ def run(
         figures += sustained
         ratios += [(f"{f.name} / raw commits/s", ratio(f, raw_commit)) for f in sustained]
         for writer, (ordered, random) in (
-            ("default writer", sustained[0:2]),
+            ("default writer (auto)", sustained[0:2]),
             ("writer process", sustained[2:4]),
         ):
             text = ratio(ordered, random, same_rounds=True)
@@ -216,7 +230,7 @@ def run_sustained(work: Workdir, args: argparse.Namespace) -> list[Figure]:
                 )
             ),
         )
-        for store, writer in (("thread", "default writer"), ("process", "writer process"))
+        for store, writer in (("default", "default writer (auto)"), ("process", "writer process"))
         for random_ids, ids in ((False, "engine ids (UUIDv7)"), (True, "random ids (UUIDv4)"))
     ]
     rounds(args.repeat, plan, f"sustained: {waves} waves x 4")

@@ -113,7 +113,7 @@ def durable_child(spec: dict[str, Any]) -> dict[str, Any]:
 
     _enginelog.capture()
     path = Path(spec["db"])
-    store = "process" if spec["engine"] == "durable-process" else "thread"
+    store = "process" if spec["engine"] == "durable-process" else "default"
     if spec["workload"] == "s1":
         value = asyncio.run(s1_once(path, spec["steps"], store=store))
     else:
