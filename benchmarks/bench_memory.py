@@ -47,6 +47,7 @@ from pathlib import Path
 from bench_steps import progress, session
 
 from durable import DurableContext, Engine, ExecutionStatus
+from durable.stores import SQLiteStore
 
 TIMER = timedelta(days=1)
 
@@ -55,9 +56,9 @@ async def sleeper(ctx: DurableContext, i: int) -> None:
     await ctx.wait(TIMER)
 
 
-def proc_status(field: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``), in bytes."""
-    with open("/proc/self/status") as status:
+def proc_status(field: str, pid: int | str = "self") -> int:
+    """A ``kB`` field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
@@ -85,6 +86,11 @@ class Snapshot:
         self.tasks = len(asyncio.all_tasks())
         self.active = len(engine.worker.active)
         self.coroutines, self.closed_coroutines = live_coroutines()
+        # The store's writer process (the default writer="auto" starts one under a burst
+        # of writes): its memory is another process's, counted here beside ours.
+        store = engine.store
+        self.writer_pid = store.writer_pid if isinstance(store, SQLiteStore) else None
+        self.writer_rss = 0 if self.writer_pid is None else proc_status("VmRSS", self.writer_pid)
 
 
 async def all_suspended(engine: Engine, first_due: float) -> bool:
@@ -169,8 +175,21 @@ async def measure(path: Path, n: int, batch: int) -> None:
         ]
     rows += [
         ("peak RSS (VmHWM)", mb(after.hwm)),
+        (
+            "the store's writer process (another process): RSS before / after",
+            f"{mb(before.writer_rss)} / {mb(after.writer_rss)}"
+            + ("" if after.writer_pid is None else f" (pid {after.writer_pid})"),
+        ),
         ("live memory blocks: growth", f"{blocks:,} ({blocks / n:.2f} per execution)"),
-        ("asyncio tasks: before / after", f"{before.tasks} / {after.tasks}"),
+        (
+            "asyncio tasks: before / after",
+            f"{before.tasks} / {after.tasks}"
+            + (
+                " (one of them reads the writer process's replies)"
+                if after.writer_pid is not None and before.writer_pid is None
+                else ""
+            ),
+        ),
         ("worker.active: before / after", f"{before.active} / {after.active}"),
         (
             "workflow coroutines suspended: before / after",

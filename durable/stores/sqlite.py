@@ -159,6 +159,13 @@ class SQLiteStore:
         extra = 0 if self._process is None else self._process.batches
         return self._thread_batches + extra
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The process id of the writer process while one runs (``writer="process"``, or
+        ``"auto"`` once started), else ``None``."""
+        process = self._process
+        return None if process is None or process.broken else process.pid
+
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 

@@ -74,6 +74,7 @@ async def test_a_few_executions_at_a_time_start_no_process(
     for lease in leases:  # one at a time, as one sequential workflow writes
         await store.commit(Checkpoint(lease, 3, [b"b"], now=2.0))
     assert (store._starting, store._process, spawns) == (None, None, [])
+    assert store.writer_pid is None
     await assert_next_seq(store, leases, 3)
 
 
@@ -85,6 +86,7 @@ async def test_a_large_batch_starts_the_process_and_the_next_batches_go_there(
     process = store._process
     assert process is not None
     assert process.pid is not None
+    assert store.writer_pid == process.pid
     await asyncio.gather(*send_first_checkpoints(store, leases))
     assert 3 <= process.batches < 10  # batches of at most 128, not 300
     await assert_next_seq(store, leases, 2)
