@@ -50,7 +50,8 @@ def open_store(url: str) -> Store:
             in-process store.
 
     A ``sqlite:///`` URL may end with options of :class:`SQLiteStore`:
-    ``?writer=process``, ``?synchronous=NORMAL``, ``?busy_timeout=10`` (joined with ``&``).
+    ``?writer=thread`` (or ``process``, or ``auto``, the default), ``?synchronous=NORMAL``,
+    ``?busy_timeout=10`` (joined with ``&``).
 
     Raises:
         StoreError: for PostgreSQL (not available in this version), unknown schemes and

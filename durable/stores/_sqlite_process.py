@@ -1,12 +1,13 @@
-"""The engine's side of the SQLite writer process (``SQLiteStore(..., writer="process")``).
+"""The engine's side of the SQLite writer process (``SQLiteStore(..., writer="process")``,
+and ``writer="auto"``, the default, once a batch shows many executions writing at once).
 
-In the default mode every batch runs on aiosqlite's thread, which shares the GIL with the
-event loop: each statement hands the GIL back and forth, so the loop and the writer mostly
-take turns. :class:`ProcessWriter` sends batches of checkpoints and new executions to a
-child process instead (:mod:`durable.stores._sqlite_writer_process`), which commits them on
-the other core while the loop drives the executions of the previous batch. Up to
-:data:`DEPTH` batches are in flight; replies come back in order, and a batch's waiters are
-released only after its reply says it was committed.
+On aiosqlite's thread every batch shares the GIL with the event loop: each statement hands
+the GIL back and forth, so the loop and the writer mostly take turns. :class:`ProcessWriter`
+sends batches of checkpoints and new executions to a child process instead
+(:mod:`durable.stores._sqlite_writer_process`), which commits them on the other core while
+the loop drives the executions of the previous batch. Up to :data:`DEPTH` batches are in
+flight; replies come back in order, and a batch's waiters are released only after its reply
+says it was committed.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ DEPTH = 2
 # The child gets the engine's sys.path (so it imports the same msgspec and durable, and
 # nothing from its working directory that the engine would not), and empty stand-ins for
 # the ``durable`` and ``durable.stores`` packages: it skips their ``__init__`` (the whole
-# public API) and starts in about 70 ms instead of 200. ``-I -S``: no ``site`` (its path
-# entries are in the engine's sys.path already; skipping it saves about 12 ms more) and
-# nothing from ``PYTHON*`` variables or the user's site directory.
+# public API). ``-S``: no ``site`` either (its path entries are in the engine's sys.path
+# already). It starts in about 50 ms instead of 200. (Not ``-I``: that would also ignore
+# ``PYTHONHOME``, which some relocated Pythons need to find their standard library.)
 _BOOT = """\
 import json, sys, types
 sys.path[:] = json.loads(sys.argv[1])
@@ -71,6 +72,34 @@ def _fail_all(waiters: Waiters, error: BaseException) -> None:
             future.set_exception(error)
 
 
+async def _connect(
+    from_child: int, to_child: int
+) -> tuple[asyncio.StreamReader, asyncio.BaseTransport, asyncio.StreamWriter]:
+    """Streams over the parent's ends of the child's stdout and stdin, and the stdout
+    stream's transport (each fd is owned by its transport from here on, or closed when
+    this fails)."""
+    loop = asyncio.get_running_loop()
+    reading, writing = os.fdopen(from_child, "rb", buffering=0), None
+    try:
+        writing = os.fdopen(to_child, "wb", buffering=0)
+        reader = asyncio.StreamReader()
+        pipe, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), reading
+        )
+        # A StreamReaderProtocol is also what a StreamWriter needs to wait for drain().
+        transport, protocol = await loop.connect_write_pipe(
+            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), writing
+        )
+    except BaseException:
+        reading.close()
+        if writing is not None:
+            writing.close()
+        else:
+            os.close(to_child)
+        raise
+    return reader, pipe, asyncio.StreamWriter(transport, protocol, None, loop)
+
+
 class ProcessWriter:
     """A child process committing batches to ``path``.
 
@@ -85,6 +114,8 @@ class ProcessWriter:
         self._args = (path, os.path.abspath(path), synchronous, repr(busy_timeout))
         self._process: asyncio.subprocess.Process | None = None
         self._stdin: asyncio.StreamWriter | None = None
+        self._stdout: asyncio.StreamReader | None = None
+        self._stdout_pipe: asyncio.BaseTransport | None = None
         self._inflight: collections.deque[tuple[list[int], Waiters]] = collections.deque()
         self._room = asyncio.Event()  # set while fewer than DEPTH batches are in flight
         self._room.set()
@@ -115,15 +146,33 @@ class ProcessWriter:
         Raises:
             StoreError: the child could not start or open the database.
         """
+        argv = [sys.executable, "-S", "-c", _BOOT, json.dumps(sys.path)]
+        argv += [os.path.dirname(_STORES), _STORES, *self._args]
+        # The pipes are ours, not asyncio's ``PIPE``: on Python 3.11 a spawn cancelled
+        # between its fork and the connection of its pipes (close() during a start, or the
+        # event loop ending) waits forever for pipes that never connect.
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
         try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-S", "-c", _BOOT, json.dumps(sys.path), os.path.dirname(_STORES),
-                _STORES, *self._args, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+            self._process = await asyncio.create_subprocess_exec(
+                *argv, stdin=child_in, stdout=child_out
+            )
         except OSError as exc:
+            os.close(to_child)
+            os.close(from_child)
             raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
-        self._process, self._stdin = process, process.stdin
+        except BaseException:
+            os.close(to_child)
+            os.close(from_child)
+            raise
+        finally:
+            os.close(child_in)  # the child's ends: only the child holds them now
+            os.close(child_out)
+        try:
+            self._stdout, self._stdout_pipe, self._stdin = await _connect(from_child, to_child)
+        except BaseException:
+            await self._kill()
+            raise
         try:
             body = await asyncio.wait_for(self._read(), _START_TIMEOUT)
             ok, detail = _ready.decode(body) if body is not None else (False, "it exited")
@@ -192,9 +241,19 @@ class ProcessWriter:
         if process is not None and process.returncode is None:
             process.kill()
             await process.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        """Close the parent's ends of the pipes (the child is gone, or going)."""
+        stdin, pipe = self._stdin, self._stdout_pipe
+        self._stdin = self._stdout_pipe = None
+        if stdin is not None:
+            stdin.close()
+        if pipe is not None:
+            pipe.close()
 
     async def _read(self) -> bytes | None:
-        stdout = None if self._process is None else self._process.stdout
+        stdout = self._stdout
         if stdout is None:
             return None
         try:
@@ -219,7 +278,7 @@ class ProcessWriter:
                 process.kill()
             code = None if process is None else await process.wait()
             self._broken = f"{self.path}: the writer process {why} (status {code})"
-            self._stdin = None
+            self._close_pipes()
             while self._inflight:
                 _fail_all(self._inflight.popleft()[1], StoreError(self._broken))
             self._room.set()

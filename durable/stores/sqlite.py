@@ -97,8 +97,8 @@ class SQLiteStore:
             and new executions on another core (:mod:`durable.stores._sqlite_process`),
             pipelined with the event loop; other writes, and fewer than
             :data:`PROCESS_MIN` writes while nothing is in flight, still run on the
-            thread. It costs a Python process (about 20 MB) and about 70 ms to start.
-            POSIX only.
+            thread. It costs a Python process (about 20 MB) and about 50 ms to start.
+            POSIX only; not for frozen applications (see :func:`can_spawn_writer`).
 
     Example::
 
@@ -146,8 +146,9 @@ class SQLiteStore:
         self._auto = writer == "auto"  # the process may still be started by a batch
         self._starting: asyncio.Task[None] | None = None  # the auto mode's start, under way
         self.writer_error: str | None = None
-        """Why ``writer="auto"`` found no writer process to start (it then keeps the
-        thread), or ``None``."""
+        """Why the store writes on its thread although it would use a writer process: none
+        can start on this system (``writer="auto"``), or the last start failed; else
+        ``None``."""
         self._stopped = False  # the writer task was cancelled: writes are refused
         self._row_reads: list[tuple[str, asyncio.Future[ExecutionRow | None]]] | None = None
         self._row_tasks: set[asyncio.Task[None]] = set()
@@ -226,6 +227,7 @@ class SQLiteStore:
         self._reader, self._writer, self._process = reader, writer, process
         self._stopped = False
         self._auto = self._writer_mode == "auto" and can_spawn_writer()
+        self.writer_error = None
         if self._writer_mode == "auto" and not self._auto:
             self.writer_error = "a writer process cannot be started on this system"
         self._loop = asyncio.get_running_loop()
@@ -254,6 +256,7 @@ class SQLiteStore:
             process, self._process = self._process, None
             if process is not None:
                 await process.close()
+                self._thread_batches += process.batches  # keep ``_batches`` counting
             reader, writer = self._reader, self._writer
             self._reader = self._writer = None
             for conn in (reader, writer):
@@ -290,7 +293,12 @@ class SQLiteStore:
 
     async def _write_batch(self, conn: aiosqlite.Connection, writes: list[Write]) -> None:
         process = await self._live_process()
-        if process is None and self._auto and len(writes) >= self._auto_start:
+        if (
+            process is None
+            and self._auto
+            and len(writes) >= self._auto_start
+            and self._writer_task is not None  # not the last batches, which close() drains
+        ):
             self._auto = False  # one start, whatever comes of it
             loop = asyncio.get_running_loop()
             self._starting = loop.create_task(
@@ -318,7 +326,8 @@ class SQLiteStore:
         fresh = ProcessWriter(self.path, self._synchronous, self._busy_timeout)
         try:
             await fresh.start()
-        except Exception:  # StoreError, or an OSError the spawn did not expect
+        except Exception as exc:  # StoreError, or an OSError the spawn did not expect
+            self.writer_error = str(exc)
             return None
         self._process = fresh
         return fresh
@@ -334,9 +343,8 @@ class SQLiteStore:
             return
         finally:
             self._starting = None
-        if self._writer_task is None:  # closed meanwhile
-            await fresh.close()
-            return
+        # Even when close() has begun: it cancels and awaits this task before it takes the
+        # process to close it, so the process is either killed here or closed there.
         self._process = fresh
 
     async def _send(self, process: ProcessWriter, writes: list[Write]) -> list[Write]:

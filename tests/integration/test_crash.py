@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from durable import Engine, ExecutionNotFoundError, HistoryEvent
-from tests.helpers import has_exited
+from tests.helpers import children_of, has_exited
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,20 +142,6 @@ async def test_sigkill_mid_step_at_most_once_never_reruns_the_attempt(tmp_path: 
         ("StepSucceeded", 2),
     ]
     assert second[1].details["error"].type == "StepInterruptedError"
-
-
-def children_of(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue  # it exited meanwhile
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def wait_until_exited(pids: list[int], limit: float = 30) -> None:

@@ -45,7 +45,9 @@ from tests.stores.helpers import (
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    backend = SQLiteStore(tmp_path / "t.db")
+    # The thread only: "auto" would start a writer process in the middle of the tests that
+    # write hundreds of rows at once (test_sqlite_auto_writer.py covers that).
+    backend = SQLiteStore(tmp_path / "t.db", writer="thread")
     await backend.open()
     yield backend
     await backend.close()

@@ -16,7 +16,7 @@ from durable.stores import Checkpoint, SQLiteStore, open_store
 from durable.stores import _sqlite_process as sp
 from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import AUTO_START, can_spawn_writer
-from tests.stores.helpers import assert_next_seq, lease_many, send_first_checkpoints
+from tests.stores.helpers import assert_next_seq, lease_many, make_row, send_first_checkpoints
 
 SPAWN = "durable.stores._sqlite_process.asyncio.create_subprocess_exec"
 
@@ -207,3 +207,48 @@ def test_only_posix_systems_with_a_python_to_start_can_spawn_one(
     monkeypatch.undo()
     monkeypatch.setattr(os, "name", "nt")
     assert not can_spawn_writer()
+
+
+async def test_a_start_that_ends_while_close_runs_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The start finishes after close() has begun (its writer task still flushing the last
+    # batch): close() must still end the process it did not know of when it began.
+    spawned, release_start = asyncio.Event(), asyncio.Event()
+    flushing, release_flush = asyncio.Event(), asyncio.Event()
+    pids: list[int] = []
+    real_start, real_flush = ProcessWriter.start, SQLiteStore._flush
+
+    async def start(self: ProcessWriter) -> None:
+        await real_start(self)
+        assert self.pid is not None
+        pids.append(self.pid)
+        spawned.set()
+        await release_start.wait()
+
+    async def flush(self: SQLiteStore, conn: Any, writes: Any) -> None:
+        if pids:  # the batch after the start began: hold it until the start has ended
+            flushing.set()
+            await release_flush.wait()
+        await real_flush(self, conn, writes)
+
+    monkeypatch.setattr(ProcessWriter, "start", start)
+    monkeypatch.setattr(SQLiteStore, "_flush", flush)
+    store = SQLiteStore(tmp_path / "t.db")
+    store._auto_start = 1
+    await store.open()
+    await store.create_execution(make_row("a"), [b"s"])  # starts the process
+    await spawned.wait()
+    pending = asyncio.ensure_future(store.create_execution(make_row("b"), [b"s"]))
+    await flushing.wait()  # the writer task is inside that batch, on the thread
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0)  # close() has begun: it waits for the writer task
+    release_start.set()  # the start ends now, with close() under way
+    for _ in range(5):  # (yields only: the start task runs to its end)
+        await asyncio.sleep(0)
+    assert store._starting is None
+    release_flush.set()
+    await closing
+    assert reaped(pids[0])  # at once: close() ended it, not something still running
+    await pending
+    assert (store._starting, store._process, store.writer_pid) == (None, None, None)
