@@ -315,7 +315,9 @@ class SQLiteStore:
         """The writer process; a new one in place of one that died (killed, out of memory).
 
         The writes it had in flight failed with ``StoreError``; when no new one starts, the
-        thread writes everything from then on.
+        thread writes everything from then on. With ``writer="auto"`` the new one starts as
+        the first did, in the background at the next large batch, and the thread writes
+        meanwhile.
         """
         process = self._process
         if process is None or not process.broken:
@@ -323,6 +325,9 @@ class SQLiteStore:
         await process.close()
         self._thread_batches += process.batches  # keep ``_batches`` counting
         self._process = None
+        if self._writer_mode == "auto":
+            self._auto = True
+            return None
         fresh = ProcessWriter(self.path, self._synchronous, self._busy_timeout)
         try:
             await fresh.start()

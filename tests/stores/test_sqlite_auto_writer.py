@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -252,3 +253,25 @@ async def test_a_start_that_ends_while_close_runs_leaves_no_process(
     assert reaped(pids[0])  # at once: close() ended it, not something still running
     await pending
     assert (store._starting, store._process, store.writer_pid) == (None, None, None)
+
+
+async def test_a_killed_process_is_replaced_in_the_background_at_the_next_large_batch(
+    store: SQLiteStore,
+) -> None:
+    leases = await lease_many(store, 300)  # starts the first process
+    await started(store)
+    process = store._process
+    assert process is not None
+    assert process._replies is not None
+    first = process.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await process._replies  # the store has seen it exit
+    thread_batches = store._thread_batches
+    await store.commit(Checkpoint(leases[0], 2, [b"a"], now=1.0))  # one write: the thread
+    assert store._thread_batches == thread_batches + 1
+    assert (store._process, store._starting) == (None, None)  # no start for one write
+    await asyncio.gather(*send_first_checkpoints(store, leases[1:]))  # 299: a new start
+    await started(store)
+    assert store.writer_pid not in (None, first)
+    await assert_next_seq(store, leases, 2)
