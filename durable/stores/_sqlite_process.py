@@ -79,9 +79,10 @@ async def _connect(
     stream's transport (each fd is owned by its transport from here on, or closed when
     this fails)."""
     loop = asyncio.get_running_loop()
-    reading, writing = os.fdopen(from_child, "rb", buffering=0), None
+    reading = os.fdopen(from_child, "rb", buffering=0)
+    writing = os.fdopen(to_child, "wb", buffering=0)
+    pipe: asyncio.BaseTransport | None = None
     try:
-        writing = os.fdopen(to_child, "wb", buffering=0)
         reader = asyncio.StreamReader()
         pipe, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), reading
@@ -90,12 +91,11 @@ async def _connect(
         transport, protocol = await loop.connect_write_pipe(
             lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), writing
         )
-    except BaseException:
+    except BaseException:  # (closing a file its failed transport closed already is a no-op)
+        if pipe is not None:
+            pipe.close()
         reading.close()
-        if writing is not None:
-            writing.close()
-        else:
-            os.close(to_child)
+        writing.close()
         raise
     return reader, pipe, asyncio.StreamWriter(transport, protocol, None, loop)
 
@@ -157,21 +157,22 @@ class ProcessWriter:
             self._process = await asyncio.create_subprocess_exec(
                 *argv, stdin=child_in, stdout=child_out
             )
-        except OSError as exc:
+        except BaseException as exc:
             os.close(to_child)
             os.close(from_child)
-            raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
-        except BaseException:
-            os.close(to_child)
-            os.close(from_child)
+            if isinstance(exc, OSError):
+                raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
             raise
         finally:
             os.close(child_in)  # the child's ends: only the child holds them now
             os.close(child_out)
         try:
             self._stdout, self._stdout_pipe, self._stdin = await _connect(from_child, to_child)
-        except BaseException:
+        except BaseException as exc:
             await self._kill()
+            if isinstance(exc, Exception):
+                message = f"{self.path}: the writer process's pipes did not connect: {exc!r}"
+                raise StoreError(message) from exc
             raise
         try:
             body = await asyncio.wait_for(self._read(), _START_TIMEOUT)

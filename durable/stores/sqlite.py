@@ -328,24 +328,24 @@ class SQLiteStore:
         if self._writer_mode == "auto":
             self._auto = True
             return None
+        self._process = await self._new_process()
+        return self._process
+
+    async def _new_process(self) -> ProcessWriter | None:
+        """A started writer process, or ``None`` (and :attr:`writer_error` says why)."""
         fresh = ProcessWriter(self.path, self._synchronous, self._busy_timeout)
         try:
             await fresh.start()
         except Exception as exc:  # StoreError, or an OSError the spawn did not expect
             self.writer_error = str(exc)
             return None
-        self._process = fresh
         return fresh
 
     async def _start_process(self) -> None:
         """``writer="auto"``: start the writer process; the batches after it is ready go
         there. Until then, and for good if it cannot start, the thread writes them."""
-        fresh = ProcessWriter(self.path, self._synchronous, self._busy_timeout)
         try:
-            await fresh.start()
-        except Exception as exc:  # StoreError, or an OSError the spawn did not expect
-            self.writer_error = str(exc)
-            return
+            fresh = await self._new_process()
         finally:
             self._starting = None
         # Even when close() has begun: it cancels and awaits this task before it takes the

@@ -372,3 +372,27 @@ async def test_a_job_the_child_cannot_decode_fails_alone(store: SQLiteStore) -> 
     assert type(outcomes[1]) is StoreError
     assert "ValidationError" in str(outcomes[1])
     assert writer_pid(store) == pid  # the process lives on
+
+
+async def test_pipes_that_do_not_connect_leave_no_process_and_no_open_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pids: list[int] = []
+    real_spawn = asyncio.create_subprocess_exec
+
+    async def spawn(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        process = await real_spawn(*args, **kwargs)
+        pids.append(process.pid)
+        return process
+
+    async def no_pipe(*args: object, **kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(sp.asyncio, "create_subprocess_exec", spawn)
+    monkeypatch.setattr(type(asyncio.get_running_loop()), "connect_write_pipe", no_pipe)
+    before = len(os.listdir("/proc/self/fd"))
+    store = SQLiteStore(tmp_path / "t.db", writer="process")
+    with pytest.raises(StoreError, match=r"pipes did not connect.*Too many open files"):
+        await store.open()
+    assert reaped(pids[0])
+    assert len(os.listdir("/proc/self/fd")) == before
