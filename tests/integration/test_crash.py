@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True, params=["thread", "process", "auto"])
 def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every crash test with the store's writer thread, with its writer process, and with
-    the default writer switching from the one to the other mid-workflow."""
+    the default writer, made to start its process at the first write (the thread writes
+    until the process is ready, while the workflow runs)."""
     monkeypatch.setenv("CRASH_APP_WRITER", request.param)
     return str(request.param)
 
