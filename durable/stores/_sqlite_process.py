@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import io
 import json
 import os
 import sys
@@ -79,10 +80,12 @@ async def _connect(
     stream's transport (each fd is owned by its transport from here on, or closed when
     this fails)."""
     loop = asyncio.get_running_loop()
-    reading = os.fdopen(from_child, "rb", buffering=0)
-    writing = os.fdopen(to_child, "wb", buffering=0)
+    reading: io.FileIO | None = None
+    writing: io.FileIO | None = None
     pipe: asyncio.BaseTransport | None = None
     try:
+        reading = io.FileIO(from_child, "r")
+        writing = io.FileIO(to_child, "w")
         reader = asyncio.StreamReader()
         pipe, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), reading
@@ -94,8 +97,11 @@ async def _connect(
     except BaseException:  # (closing a file its failed transport closed already is a no-op)
         if pipe is not None:
             pipe.close()
-        reading.close()
-        writing.close()
+        for file, fd in ((reading, from_child), (writing, to_child)):
+            if file is not None:
+                file.close()
+            else:
+                os.close(fd)
         raise
     return reader, pipe, asyncio.StreamWriter(transport, protocol, None, loop)
 
@@ -151,8 +157,16 @@ class ProcessWriter:
         # The pipes are ours, not asyncio's ``PIPE``: on Python 3.11 a spawn cancelled
         # between its fork and the connection of its pipes (close() during a start, or the
         # event loop ending) waits forever for pipes that never connect.
-        child_in, to_child = os.pipe()
-        from_child, child_out = os.pipe()
+        try:
+            child_in, to_child = os.pipe()
+        except OSError as exc:
+            raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
+        try:
+            from_child, child_out = os.pipe()
+        except OSError as exc:
+            os.close(child_in)
+            os.close(to_child)
+            raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *argv, stdin=child_in, stdout=child_out
@@ -239,10 +253,12 @@ class ProcessWriter:
 
     async def _kill(self) -> None:
         process = self._process
-        if process is not None and process.returncode is None:
-            process.kill()
-            await process.wait()
-        self._close_pipes()
+        try:
+            if process is not None and process.returncode is None:
+                process.kill()
+                await process.wait()
+        finally:  # (also when cancelled while it waits)
+            self._close_pipes()
 
     def _close_pipes(self) -> None:
         """Close the parent's ends of the pipes (the child is gone, or going)."""

@@ -27,7 +27,6 @@ process is idle, so the two connections never write at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import sqlite3
@@ -251,8 +250,7 @@ class SQLiteStore:
             starting, self._starting = self._starting, None
             if starting is not None:  # a start under way leaves no process behind
                 starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await starting
+                await asyncio.wait([starting])  # (a cancellation of close() itself stays)
             process, self._process = self._process, None
             if process is not None:
                 await process.close()

@@ -17,6 +17,7 @@ from durable.stores import Checkpoint, SQLiteStore, open_store
 from durable.stores import _sqlite_process as sp
 from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import AUTO_START, can_spawn_writer
+from tests.helpers import children_of
 from tests.stores.helpers import assert_next_seq, lease_many, make_row, send_first_checkpoints
 
 SPAWN = "durable.stores._sqlite_process.asyncio.create_subprocess_exec"
@@ -275,3 +276,27 @@ async def test_a_killed_process_is_replaced_in_the_background_at_the_next_large_
     await started(store)
     assert store.writer_pid not in (None, first)
     await assert_next_seq(store, leases, 2)
+
+
+async def test_close_while_the_spawn_connects_its_pipes_ends_it(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cancelled there, a spawn through asyncio's own pipes waited forever on Python 3.11.
+    loop = asyncio.get_running_loop()
+    entered, never = asyncio.Event(), asyncio.Event()
+    real = type(loop).connect_read_pipe
+
+    async def held(self: Any, *args: Any) -> Any:
+        entered.set()
+        await never.wait()
+        return await real(self, *args)
+
+    monkeypatch.setattr(type(loop), "connect_read_pipe", held)
+    store._auto_start = 1
+    await store.create_execution(make_row("a"), [b"s"])  # starts the writer process
+    await entered.wait()  # forked; its pipes are being connected
+    pids = children_of(os.getpid())
+    assert len(pids) == 1
+    await store.close()  # (pytest-timeout ends a hang)
+    assert reaped(pids[0])
+    assert (store._starting, store._process) == (None, None)

@@ -396,3 +396,22 @@ async def test_pipes_that_do_not_connect_leave_no_process_and_no_open_file(
         await store.open()
     assert reaped(pids[0])
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_no_pipe_for_the_child_is_a_store_error_and_leaks_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pipe, made = os.pipe, []
+
+    def pipe() -> tuple[int, int]:
+        if made:  # the second of the two pipes
+            raise OSError(24, "Too many open files")
+        made.append(real_pipe())
+        return made[-1]
+
+    monkeypatch.setattr(sp.os, "pipe", pipe)
+    before = len(os.listdir("/proc/self/fd"))
+    store = SQLiteStore(tmp_path / "t.db", writer="process")
+    with pytest.raises(StoreError, match=r"writer process did not start.*Too many open files"):
+        await store.open()
+    assert len(os.listdir("/proc/self/fd")) == before
