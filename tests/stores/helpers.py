@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from durable.stores import ExecutionRow, Lease, SQLiteStore
+from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.base import Checkpoint
 
 OWNER = "worker-1"
@@ -43,3 +46,19 @@ async def assert_next_seq(store: SQLiteStore, leases: list[Lease], next_seq: int
         row = await store.get_execution(lease.execution_id)
         assert row is not None, lease.execution_id
         assert row.next_seq == next_seq, (lease.execution_id, row.next_seq)
+
+
+def hold_starts_before_ready(monkeypatch: pytest.MonkeyPatch) -> asyncio.Queue[int]:
+    """Hold every writer process start once its child is spawned, before it says it is
+    ready (forever: the test cancels or closes); the queue gets each held child's pid."""
+    spawned: asyncio.Queue[int] = asyncio.Queue()
+    real_read = ProcessWriter._read
+
+    async def read(self: ProcessWriter) -> bytes | None:
+        if self.pid is not None and self._replies is None:
+            spawned.put_nowait(self.pid)
+            await asyncio.Event().wait()
+        return await real_read(self)
+
+    monkeypatch.setattr(ProcessWriter, "_read", read)
+    return spawned

@@ -18,7 +18,13 @@ from durable.stores import _sqlite_process as sp
 from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import AUTO_START, can_spawn_writer
 from tests.helpers import children_of
-from tests.stores.helpers import assert_next_seq, lease_many, make_row, send_first_checkpoints
+from tests.stores.helpers import (
+    assert_next_seq,
+    hold_starts_before_ready,
+    lease_many,
+    make_row,
+    send_first_checkpoints,
+)
 
 SPAWN = "durable.stores._sqlite_process.asyncio.create_subprocess_exec"
 
@@ -132,16 +138,7 @@ async def test_writes_go_on_on_the_thread_while_the_process_starts(
 async def test_close_while_the_process_starts_leaves_no_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spawned: asyncio.Queue[int] = asyncio.Queue()
-    real_read = ProcessWriter._read
-
-    async def read(self: ProcessWriter) -> bytes | None:
-        if self.pid is not None and self._replies is None:
-            spawned.put_nowait(self.pid)  # started, not yet ready: close the store now
-            await asyncio.Event().wait()
-        return await real_read(self)
-
-    monkeypatch.setattr(ProcessWriter, "_read", read)
+    spawned = hold_starts_before_ready(monkeypatch)  # started, not yet ready: close the store now
     monkeypatch.setattr(sp, "_START_TIMEOUT", 3600.0)  # close() cancels it, never waits it out
     store = SQLiteStore(tmp_path / "t.db")
     await store.open()

@@ -23,7 +23,13 @@ from durable.stores import _sqlite_process as sp
 from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import PROCESS_MIN
 from tests.helpers import has_exited
-from tests.stores.helpers import OWNER, assert_next_seq, lease_many, send_first_checkpoints
+from tests.stores.helpers import (
+    OWNER,
+    assert_next_seq,
+    hold_starts_before_ready,
+    lease_many,
+    send_first_checkpoints,
+)
 
 
 @pytest.fixture
@@ -277,16 +283,7 @@ async def test_close_ends_the_child_though_a_forked_process_holds_its_pipe(
 async def test_a_cancelled_open_leaves_no_writer_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spawned: asyncio.Queue[int] = asyncio.Queue()
-    real_read = ProcessWriter._read
-
-    async def read(self: ProcessWriter) -> bytes | None:
-        if self.pid is not None and self._replies is None:
-            spawned.put_nowait(self.pid)  # started, not yet ready: cancel open() now
-            await asyncio.Event().wait()
-        return await real_read(self)
-
-    monkeypatch.setattr(ProcessWriter, "_read", read)
+    spawned = hold_starts_before_ready(monkeypatch)  # started, not yet ready: cancel open() now
     store = SQLiteStore(tmp_path / "t.db", writer="process")
     opening = asyncio.ensure_future(store.open())
     pid = await spawned.get()
