@@ -17,7 +17,7 @@ from durable.stores import Checkpoint, SQLiteStore, open_store
 from durable.stores import _sqlite_process as sp
 from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import AUTO_START, can_spawn_writer
-from tests.helpers import children_of
+from tests.helpers import children_of, reaped
 from tests.stores.helpers import (
     assert_next_seq,
     hold_starts_before_ready,
@@ -35,15 +35,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await backend.open()
     yield backend
     await backend.close()
-
-
-def reaped(pid: int) -> bool:
-    """True when ``pid`` is no child of ours any more: it exited and was waited for."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 async def started(store: SQLiteStore) -> None:

@@ -22,7 +22,7 @@ from durable.stores import Checkpoint, Lease, SQLiteStore
 from durable.stores import _sqlite_process as sp
 from durable.stores._sqlite_process import ProcessWriter
 from durable.stores.sqlite import PROCESS_MIN
-from tests.helpers import has_exited
+from tests.helpers import has_exited, reaped
 from tests.stores.helpers import (
     OWNER,
     assert_next_seq,
@@ -46,15 +46,6 @@ def writer_pid(store: SQLiteStore) -> int:
     pid = store._process.pid
     assert pid is not None
     return pid
-
-
-def reaped(pid: int) -> bool:
-    """True when ``pid`` is no child of ours any more: it exited and was waited for."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 def test_the_writer_option_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
