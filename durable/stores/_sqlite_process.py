@@ -157,29 +157,22 @@ class ProcessWriter:
         # The pipes are ours, not asyncio's ``PIPE``: on Python 3.11 a spawn cancelled
         # between its fork and the connection of its pipes (close() during a start, or the
         # event loop ending) waits forever for pipes that never connect.
+        fds: list[int] = []
         try:
-            child_in, to_child = os.pipe()
-        except OSError as exc:
-            raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
-        try:
-            from_child, child_out = os.pipe()
-        except OSError as exc:
-            os.close(child_in)
-            os.close(to_child)
-            raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
-        try:
+            fds += os.pipe()  # the child's stdin, our end to write to it
+            fds += os.pipe()  # our end to read its stdout, the child's stdout
+            child_in, to_child, from_child, child_out = fds
             self._process = await asyncio.create_subprocess_exec(
                 *argv, stdin=child_in, stdout=child_out
             )
         except BaseException as exc:
-            os.close(to_child)
-            os.close(from_child)
+            for fd in fds:
+                os.close(fd)
             if isinstance(exc, OSError):
                 raise StoreError(f"{self.path}: the writer process did not start: {exc}") from exc
             raise
-        finally:
-            os.close(child_in)  # the child's ends: only the child holds them now
-            os.close(child_out)
+        os.close(child_in)  # the child's ends: only the child holds them now
+        os.close(child_out)
         try:
             self._stdout, self._stdout_pipe, self._stdin = await _connect(from_child, to_child)
         except BaseException as exc:

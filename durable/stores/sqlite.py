@@ -142,7 +142,7 @@ class SQLiteStore:
         self._process: ProcessWriter | None = None
         self._process_min = PROCESS_MIN  # tests set 1 to send every write to the process
         self._auto_start = AUTO_START  # tests set 1 to start the process at the first write
-        self._auto = writer == "auto"  # the process may still be started by a batch
+        self._auto = False  # (set by open()) a batch may still start the writer process
         self._starting: asyncio.Task[None] | None = None  # the auto mode's start, under way
         self.writer_error: str | None = None
         """Why the store writes on its thread although it would use a writer process: none
