@@ -186,6 +186,28 @@ async def test_a_frozen_application_never_starts_one(
     finally:
         await frozen.close()
     assert store.writer_error is None  # opened before: it may still start one
+    monkeypatch.undo()  # the same store, reopened where a process can start
+    await frozen.open()
+    try:
+        assert frozen.writer_error is None
+        await asyncio.gather(
+            *(frozen.create_execution(make_row(f"y{i}"), [b"s"]) for i in range(200))
+        )
+        await started(frozen)
+        assert frozen.writer_pid is not None
+    finally:
+        await frozen.close()
+
+
+async def test_close_keeps_counting_the_batches_of_the_process(store: SQLiteStore) -> None:
+    leases = await lease_many(store, 300)
+    await started(store)
+    await asyncio.gather(*send_first_checkpoints(store, leases))
+    assert store._process is not None
+    assert store._process.batches >= 3
+    batches = store._batches
+    await store.close()
+    assert store._batches == batches
 
 
 def test_only_posix_systems_with_a_python_to_start_can_spawn_one(
